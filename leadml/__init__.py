@@ -1,0 +1,3 @@
+"""leadml: predictive lead scoring. Nothing happens at import."""
+
+__version__ = "0.1.0"

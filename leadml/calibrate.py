@@ -1,0 +1,99 @@
+"""Probability calibration on a held-out slice, the 1..100 score and the grades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from leadml.config import GradeConfig
+
+EPS = 1e-4
+
+
+@dataclass
+class Calibrator:
+    """Monotone map from model margin (log-odds) to an honest probability."""
+
+    method: str
+    x: np.ndarray  # isotonic knots (margin)
+    y: np.ndarray  # isotonic knot probabilities
+    a: float = 1.0  # Platt slope
+    b: float = 0.0  # Platt intercept
+
+    def predict(self, margin: np.ndarray) -> np.ndarray:
+        margin = np.asarray(margin, dtype=np.float64)
+        if self.method == "isotonic":
+            return np.interp(margin, self.x, self.y)
+        return 1.0 / (1.0 + np.exp(-(self.a * margin + self.b)))
+
+
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: str = "auto") -> tuple[Calibrator, dict]:
+    """Isotonic or Platt on the calibration slice; 'auto' picks by out-of-sample log loss.
+
+    For 'auto' both are fitted on the first half of the (time-ordered) slice and compared on
+    the second half, then the winner is refitted on the whole slice.
+    """
+    info: dict = {}
+    if method == "auto":
+        half = len(y) // 2
+        losses = {}
+        for m in ("isotonic", "platt"):
+            if len(np.unique(y[:half])) < 2 or len(np.unique(y[half:])) < 2:
+                losses[m] = np.inf
+                continue
+            p = _fit(margin[:half], y[:half], m).predict(margin[half:])
+            losses[m] = log_loss(y[half:], p)
+        method = "platt" if losses["platt"] <= losses["isotonic"] else "isotonic"
+        info["candidates_log_loss"] = {k: round(float(v), 5) for k, v in losses.items()}
+    info["method"] = method
+    return _fit(margin, y, method), info
+
+
+def _fit(margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
+    if method == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=EPS, y_max=1 - EPS)
+        iso.fit(margin, y)
+        return Calibrator("isotonic", iso.X_thresholds_.copy(), iso.y_thresholds_.copy())
+    lr = LogisticRegression(C=1e6, max_iter=1000)
+    lr.fit(margin.reshape(-1, 1), y)
+    return Calibrator("platt", np.zeros(0), np.zeros(0), float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def to_score(probability: np.ndarray) -> np.ndarray:
+    """Map calibrated probabilities to integer scores 1..100 (score ~ percent chance)."""
+    return np.clip(np.rint(np.asarray(probability) * 100), 1, 100).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class GradeThresholds:
+    """Lowest score of each grade above the last one."""
+
+    names: tuple[str, str, str]
+    hot_min: int
+    warm_min: int
+
+    def grade(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores)
+        hot, warm, cold = self.names
+        return np.where(scores >= self.hot_min, hot, np.where(scores >= self.warm_min, warm, cold))
+
+
+def grade_thresholds(
+    cfg: GradeConfig, train_scores: np.ndarray, previous: GradeThresholds | None = None
+) -> GradeThresholds:
+    """Fixed thresholds, or quantiles of training scores (kept from `previous` when given)."""
+    if cfg.mode == "fixed":
+        return GradeThresholds(cfg.names, cfg.hot_min_score, cfg.warm_min_score)
+    if previous is not None:
+        return previous
+    hot = int(np.ceil(np.quantile(train_scores, cfg.hot_quantile)))
+    warm = int(np.ceil(np.quantile(train_scores, cfg.warm_quantile)))
+    return GradeThresholds(cfg.names, max(hot, warm + 1), warm)

@@ -1,0 +1,219 @@
+"""Frozen, validated configuration read from configs/*.yaml (YAML in, pydantic models out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from leadml.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfig(_Frozen):
+    """Which column says a lead converted, and which value means yes."""
+
+    column: str = "status"
+    positive: str | int | bool = "converted"
+
+
+class DataConfig(_Frozen):
+    """Where the leads live and how the user's columns map onto the canonical tables."""
+
+    source: str = Field(
+        "sqlite:///data/leads.db",
+        description="SQLAlchemy URL of the lead database, or a path to a CSV/Parquet file of leads.",
+    )
+    leads_table: str = "leads"
+    events_table: str | None = "lead_events"
+    events_source: str | None = Field(None, description="CSV/Parquet file of events (file sources).")
+    csv_separator: str = ","
+    rename: dict[str, str] = Field(default_factory=dict, description="source column -> canonical")
+    id_column: str | None = Field("lead_id", description="None: number rows 1..n in file order")
+    created_at: str | None = Field("created_at", description="None: single-table export, no time")
+    converted_at: str | None = "converted_at"
+    target: TargetConfig = TargetConfig()
+    categorical: list[str] | None = Field(None, description="None: inferred from dtypes")
+    numeric: list[str] | None = Field(None, description="None: inferred from dtypes")
+    ignore: list[str] = Field(default_factory=list)
+    leaking: list[str] = Field(
+        default_factory=list, description="Known only after the outcome: never used as features"
+    )
+    ordered: bool = Field(
+        False, description="Rows are in time order (for sources without created_at)."
+    )
+
+
+class SnapshotConfig(_Frozen):
+    """Training rows: each lead observed at these offsets after creation while still open."""
+
+    offsets_days: list[float] = Field(default_factory=lambda: [0, 3, 7, 14, 30, 60])
+    horizon_days: float = Field(30, gt=0, description="label: converts within this many days")
+
+
+class FeatureConfig(_Frozen):
+    windows_days: list[int] = Field(default_factory=lambda: [7, 30, 90])
+    decay_half_life_days: float = Field(14, gt=0)
+    event_types: list[str] | None = Field(None, description="None: those seen in training data")
+    min_category_count: int = Field(10, ge=1, description="rarer categories pool into 'other'")
+    max_categories: int = Field(60, ge=2)
+
+
+class SplitConfig(_Frozen):
+    method: Literal["auto", "time", "order", "stratified"] = "auto"
+    valid_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    folds: int = Field(3, ge=2, description="rolling-origin folds for `leadml evaluate`")
+
+
+class LightGBMConfig(_Frozen):
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=lambda: {
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": 100,
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 10.0,
+            "max_bin": 63,
+            "cat_smooth": 20,
+            "min_data_per_group": 50,
+        }
+    )
+    num_boost_round: int = Field(400, ge=1)
+    early_stopping_rounds: int = Field(40, ge=1)
+    monotone_increasing: list[str] = Field(
+        default_factory=list, description="feature names (or prefixes ending in *) forced upward"
+    )
+
+
+class ModelConfig(_Frozen):
+    candidates: list[Literal["lightgbm", "logistic"]] = Field(
+        default_factory=lambda: ["lightgbm", "logistic"]
+    )
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    logistic_c: float = Field(0.1, gt=0)
+    seed: int = 42
+    threads: int = Field(0, ge=0, description="0: LightGBM's default")
+
+
+class ScreeningConfig(_Frozen):
+    drift_psi: float = Field(0.25, gt=0, description="PSI train vs latest period flagged above this")
+    drift_action: Literal["report", "drop"] = "report"
+    leak_auc: float = Field(0.95, gt=0.5, lt=1, description="single-feature AUC flagged above this")
+    fail_on_leak: bool = False
+
+
+class CalibrationConfig(_Frozen):
+    method: Literal["auto", "isotonic", "platt"] = "auto"
+
+
+class GradeConfig(_Frozen):
+    """Grades from score thresholds: fixed numbers, or quantiles of the training scores."""
+
+    names: tuple[str, str, str] = ("hot", "warm", "cold")
+    mode: Literal["fixed", "quantile"] = "fixed"
+    hot_min_score: int = Field(40, ge=1, le=100)
+    warm_min_score: int = Field(15, ge=1, le=100)
+    hot_quantile: float = Field(0.9, gt=0, lt=1)
+    warm_quantile: float = Field(0.6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GradeConfig:
+        if self.warm_min_score > self.hot_min_score:
+            raise ValueError("warm_min_score must not exceed hot_min_score")
+        if self.warm_quantile >= self.hot_quantile:
+            raise ValueError("warm_quantile must be below hot_quantile")
+        return self
+
+
+class ExplainConfig(_Frozen):
+    top_positive: int = Field(3, ge=0)
+    top_negative: int = Field(3, ge=0)
+
+
+class ServeConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+
+
+class BatchConfig(_Frozen):
+    chunk_size: int = Field(5000, ge=1)
+
+
+class MlflowConfig(_Frozen):
+    tracking_uri: str | None = Field(None, description="None: sqlite store under ./mlruns")
+    experiment: str = "leadml"
+    registered_model: str = "leadml"
+
+
+class MonitorConfig(_Frozen):
+    psi_watch: float = 0.1
+    psi_alert: float = 0.25
+
+
+class Config(_Frozen):
+    """The whole configuration of a leadml project."""
+
+    data: DataConfig = DataConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()
+    features: FeatureConfig = FeatureConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    screening: ScreeningConfig = ScreeningConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    grades: GradeConfig = GradeConfig()
+    explain: ExplainConfig = ExplainConfig()
+    serve: ServeConfig = ServeConfig()
+    batch: BatchConfig = BatchConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    models_dir: str = "models"
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config; None gives the defaults. Errors name the file and the key."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise ConfigError(f"config {path}: {problems}") from None
+
+
+def config_schema() -> str:
+    """The JSON Schema of the configuration, for editors and validation."""
+    return json.dumps(Config.model_json_schema(), indent=2)
+
+
+def override(config: Config, **changes: object) -> Config:
+    """A copy of a section-level config with dotted keys replaced, e.g. data__source='...'."""
+    raw = config.model_dump()
+    for key, value in changes.items():
+        node = raw
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return Config.model_validate(raw)

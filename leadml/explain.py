@@ -1,0 +1,159 @@
+"""Contributions -> score points -> plain-language reasons.
+
+The score is non-linear in the model's log-odds (calibration), so each lead's score change
+from the baseline score is spread over the features in proportion to their log-odds
+contributions (the secant slope of the calibrated score between the baseline margin and the
+lead's margin), then rounded to integers by largest remainder: baseline + points = score,
+exactly, for every lead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from leadml.calibrate import Calibrator, to_score
+from leadml.features import FeatureSpec, reason_text
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Reason groups: features of one signal (an attribute, an event type) read as one reason."""
+
+    keys: list[str]
+    labels: list[str]
+    of_feature: np.ndarray  # feature index -> group index
+    members: list[list[int]]
+
+
+def reason_groups(spec: FeatureSpec) -> Groups:
+    keys: list[str] = []
+    labels: list[str] = []
+    of_feature = np.zeros(len(spec.features), dtype=np.int64)
+    for j, info in enumerate(spec.features):
+        if info.group not in keys:
+            keys.append(info.group)
+            labels.append(_group_label(info))
+        of_feature[j] = keys.index(info.group)
+    members = [list(np.flatnonzero(of_feature == g)) for g in range(len(keys))]
+    return Groups(keys, labels, of_feature, members)
+
+
+def _group_label(info) -> str:
+    if info.kind in ("count", "recency") and info.event_type:
+        return info.unit.capitalize() if info.kind == "count" else info.label
+    return {"engagement": "Overall engagement", "age": "Lead age"}.get(info.group, info.label)
+
+
+def largest_remainder(x: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Integers close to x (n x d) whose rows sum exactly to the integer totals."""
+    n, d = x.shape
+    floor = np.floor(x)
+    deficit = np.clip(np.rint(totals - floor.sum(axis=1)), 0, d).astype(np.int64)
+    order = np.argsort(-(x - floor), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(d), (n, d)), axis=1)
+    return (floor + (rank < deficit[:, None])).astype(np.int64)
+
+
+def score_and_points(
+    contrib: np.ndarray, calibrator: Calibrator
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Probability, score, baseline score and integer points per feature from contributions.
+
+    `contrib` is (n, d + 1) with the baseline margin in the last column.
+    """
+    base_margin = contrib[:, -1]
+    feats = contrib[:, :-1]
+    margin = base_margin + feats.sum(axis=1)
+    prob = calibrator.predict(margin)
+    score = to_score(prob).astype(np.int64)
+    base_score = to_score(calibrator.predict(base_margin[:1]))[0] if len(contrib) else 1
+    base_score = int(base_score)
+    delta = score - base_score
+    total = feats.sum(axis=1)
+    tiny = np.abs(total) < 1e-12
+    scale = np.divide(delta, total, out=np.zeros_like(total, dtype=np.float64), where=~tiny)
+    share = feats * scale[:, None]
+    if tiny.any():  # no net contribution but a score change (rounding edge): spread by size
+        weight = np.abs(feats[tiny])
+        weight_sum = weight.sum(axis=1, keepdims=True)
+        even = np.where(weight_sum > 0, weight / np.where(weight_sum > 0, weight_sum, 1), 1 / max(feats.shape[1], 1))
+        share[tiny] = even * delta[tiny, None]
+    return prob, score, base_score, largest_remainder(share, delta)
+
+
+def group_points(points: np.ndarray, groups: Groups) -> np.ndarray:
+    """Sum feature points within each reason group (integers stay exact)."""
+    out = np.zeros((points.shape[0], len(groups.keys)), dtype=np.int64)
+    np.add.at(out.T, groups.of_feature, points.T)
+    return out
+
+
+def build_reasons(
+    spec: FeatureSpec,
+    X: np.ndarray,
+    gpoints: np.ndarray,
+    gmargin: np.ndarray,
+    groups: Groups,
+    top_positive: int,
+    top_negative: int,
+) -> list[list[dict]]:
+    """Top positive and top negative reasons per lead, biggest first.
+
+    Ties in points are broken by the size of the log-odds contribution (`gmargin`).
+    """
+    n, g = gpoints.shape
+    key = gpoints + np.tanh(gmargin) * 0.49  # order by points, then by contribution
+    order = np.argsort(-key, axis=1, kind="stable")
+    pos_idx = order[:, : min(top_positive, g)]
+    neg_idx = order[:, ::-1][:, : min(top_negative, g)]
+    names = spec.names
+    out = []
+    for i in range(n):
+        row = X[i]
+        reasons = [
+            _reason(spec, groups, gg, int(gpoints[i, gg]), row, names)
+            for gg in pos_idx[i]
+            if gpoints[i, gg] > 0
+        ]
+        reasons += [
+            _reason(spec, groups, gg, int(gpoints[i, gg]), row, names)
+            for gg in neg_idx[i]
+            if gpoints[i, gg] < 0
+        ]
+        out.append(reasons)
+    return out
+
+
+def _reason(spec, groups: Groups, g: int, points: int, row: np.ndarray, names) -> dict:
+    members = groups.members[g]
+    values = {names[j]: float(row[j]) for j in members}
+    key = groups.keys[g]
+    return {
+        "feature": key.partition(":")[2] or key,
+        "label": groups.labels[g],
+        "value": _display_value(spec, key, values),
+        "points": points,
+        "text": reason_text(spec, key, values),
+    }
+
+
+def _display_value(spec: FeatureSpec, key: str, values: dict) -> object:
+    kind, _, name = key.partition(":")
+    if kind == "attr" and name in spec.categories:
+        code = values[name]
+        cats = spec.categories[name]
+        return None if np.isnan(code) else (cats[int(code)] if int(code) < len(cats) else "other")
+    first = next(iter(values.values()))
+    return None if np.isnan(first) else round(first, 3)
+
+
+def reasons_json(reasons: list[list[dict]]) -> list[str]:
+    return [json.dumps(r, separators=(",", ":")) for r in reasons]
+
+
+def format_points(points: int) -> str:
+    return f"+{points}" if points > 0 else str(points)

@@ -1,0 +1,154 @@
+"""THE inference path: features -> model -> calibrated probability -> score, grade, reasons.
+
+Batch (`score_leads`, vectorised, in chunks) and single-lead (`score_one`, no pandas) share
+the feature definitions (`features._feature_matrix`) and `_finish`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadml.bundle import LeadModel, load_bundle
+from leadml.errors import ModelError, SchemaError
+from leadml.explain import build_reasons, group_points, reasons_json, score_and_points
+from leadml.features import build_features, build_row
+
+SCORE_COLUMNS = ["lead_id", "probability", "score", "grade", "reasons", "model_version", "scored_at"]
+
+
+def load_model(path_or_uri: str | Path) -> LeadModel:
+    """A bundle folder (e.g. models/latest) or an MLflow registry URI (models:/leadml@champion)."""
+    text = str(path_or_uri)
+    if text.startswith(("models:/", "runs:/")):
+        # The registry form needs MLflow; imported here only so plain bundles never load it.
+        from leadml.tracking import download_bundle
+
+        return load_bundle(download_bundle(text))
+    path = Path(text)
+    if not path.exists():
+        raise ModelError(f"model not found: {text} (train one with `make train`)")
+    return load_bundle(path.resolve())
+
+
+def score_leads(
+    model: LeadModel,
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    as_of: object = None,
+    *,
+    reasons: bool = True,
+    chunk_size: int = 20_000,
+    scored_at: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Score leads as of `as_of` (default now): one row per lead with the lead_scores columns."""
+    if "lead_id" not in leads.columns:
+        raise SchemaError("leads", "lead_id", "missing column")
+    leads = _coerce_times(leads, "leads", ["created_at"])
+    if events is not None:
+        events = _coerce_times(events, "lead_events", ["occurred_at"])
+    as_of = _default_as_of(as_of)
+    scored_at = scored_at or pd.Timestamp.now(tz="UTC").tz_localize(None)
+    parts = []
+    for start in range(0, max(len(leads), 1), chunk_size):
+        chunk = leads.iloc[start : start + chunk_size]
+        chunk_events = _events_for(events, chunk)
+        X = build_features(model.spec, chunk, chunk_events, as_of)
+        parts.append(_finish(model, X, chunk["lead_id"].to_numpy(), reasons, scored_at))
+    if not parts:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def score_matrix(model: LeadModel, X: np.ndarray, *, reasons: bool = True) -> dict:
+    """Probability, score, grade (and reasons) for a prepared feature matrix."""
+    if reasons:
+        contrib = model.model.contributions(X)
+        prob, score, _, points = score_and_points(contrib, model.calibrator)
+        groups = model.groups
+        gp = group_points(points, groups)
+        gm = np.zeros_like(gp, dtype=np.float64)
+        np.add.at(gm.T, groups.of_feature, contrib[:, :-1].T)
+        why = build_reasons(model.spec, X, gp, gm, groups, model.top_positive, model.top_negative)
+    else:
+        prob = model.calibrator.predict(model.model.margin(X))
+        from leadml.calibrate import to_score
+
+        score, why = to_score(prob).astype(np.int64), None
+    return {"probability": prob, "score": score, "grade": model.grades.grade(score), "reasons": why}
+
+
+def _finish(model: LeadModel, X: np.ndarray, lead_ids: np.ndarray, reasons: bool, scored_at) -> pd.DataFrame:
+    out = score_matrix(model, X, reasons=reasons)
+    return pd.DataFrame(
+        {
+            "lead_id": lead_ids,
+            "probability": out["probability"].astype(np.float64),
+            "score": out["score"].astype(np.int64),
+            "grade": out["grade"].astype(object),
+            "reasons": reasons_json(out["reasons"]) if reasons else None,
+            "model_version": model.version,
+            "scored_at": scored_at,
+        }
+    )
+
+
+def score_one(
+    model: LeadModel,
+    lead: Mapping[str, object],
+    events: Sequence[Mapping[str, object]] = (),
+    as_of: object = None,
+    *,
+    reasons: bool = True,
+) -> dict:
+    """One lead from plain dicts, without pandas: the online scorer's fast path."""
+    X = build_row(model.spec, lead, events, _default_as_of(as_of))
+    out = score_matrix(model, X, reasons=reasons)
+    return {
+        "lead_id": lead.get("lead_id"),
+        "probability": float(out["probability"][0]),
+        "score": int(out["score"][0]),
+        "grade": str(out["grade"][0]),
+        "reasons": out["reasons"][0] if reasons else [],
+        "model_version": model.version,
+    }
+
+
+def _default_as_of(as_of: object) -> pd.Timestamp:
+    if as_of is None:
+        return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError):
+        raise SchemaError("scoring", "as_of", "not a timestamp", [as_of]) from None
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def _coerce_times(df: pd.DataFrame, table: str, columns: list[str]) -> pd.DataFrame:
+    todo = [c for c in columns if c in df.columns and not pd.api.types.is_datetime64_any_dtype(df[c])]
+    if not todo:
+        return df
+    df = df.copy()
+    for c in todo:
+        parsed = pd.to_datetime(df[c], errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna() & df[c].notna()
+        if bad.any():
+            raise SchemaError(table, c, "timestamps that cannot be parsed", df.loc[bad, c].head(3))
+        df[c] = parsed.dt.tz_localize(None)
+    return df
+
+
+def _events_for(events: pd.DataFrame | None, chunk: pd.DataFrame) -> pd.DataFrame | None:
+    if events is None or not len(events):
+        return None
+    return events[events["lead_id"].isin(chunk["lead_id"])]
+
+
+def parse_reasons(value: str | list | None) -> list[dict]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else json.loads(value)

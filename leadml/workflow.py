@@ -1,0 +1,269 @@
+"""The training run, short and linear: read -> snapshots -> split -> features -> screen ->
+candidates -> calibrate -> grade -> evaluate -> bundle (+ report, MLflow)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadml.bundle import LeadModel, jsonable, point_latest, save_bundle
+from leadml.calibrate import fit_calibrator, grade_thresholds, to_score
+from leadml.config import Config
+from leadml.errors import TrainingError
+from leadml.evaluate import (
+    fit_logistic_baseline,
+    fit_naive_bayes_baseline,
+    gains_by_decile,
+    metrics,
+    reliability_table,
+    segment_auc,
+)
+from leadml.features import (
+    FeatureSpec,
+    build_features,
+    data_cutoff,
+    fit_feature_spec,
+    make_snapshots,
+    table_snapshots,
+)
+from leadml.screen import Screening, screen_features
+from leadml.split import TEST, TRAIN, VALID, choose_method, split_snapshots
+from leadml.train import choose, fit_candidates
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """A featurized, split training set."""
+
+    leads: pd.DataFrame
+    events: pd.DataFrame | None
+    snapshots: pd.DataFrame
+    split: np.ndarray
+    spec: FeatureSpec
+    X: np.ndarray
+    y: np.ndarray
+    method: str
+    info: dict = field(default_factory=dict)
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        mask = self.split == name
+        return self.X[mask], self.y[mask]
+
+
+def prepare(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, log: Log = print) -> Prepared:
+    """Snapshots, split and point-in-time features for a validated dataset."""
+    has_time = "created_at" in leads.columns
+    if has_time:
+        cutoff = data_cutoff(leads, events)
+        snaps = make_snapshots(leads, config.snapshots.offsets_days, config.snapshots.horizon_days, cutoff)
+    else:
+        cutoff, snaps = None, table_snapshots(leads)
+    if len(snaps) == 0:
+        raise TrainingError("no training snapshots: no lead has a fully observed label window "
+                            f"({config.snapshots.horizon_days} days) before the end of the data")
+    method = choose_method(config.split, has_time, config.data.ordered)
+    split = split_snapshots(snaps, leads, config.split, method,
+                            horizon_days=config.snapshots.horizon_days, seed=config.model.seed)
+    train_rows = snaps["row"].to_numpy()[split == TRAIN]
+    spec = fit_feature_spec(leads.iloc[np.unique(train_rows)], events, config)
+    t0 = time.perf_counter()
+    as_of = snaps["as_of"].to_numpy() if has_time else None
+    X = build_features(spec, leads.iloc[snaps["row"].to_numpy()], events, as_of)
+    log(f"features: {X.shape[0]:,} snapshots x {X.shape[1]} features in {time.perf_counter() - t0:.1f}s")
+    info = {"cutoff": str(cutoff) if cutoff is not None else None, "featurize_seconds": time.perf_counter() - t0,
+            "leads": len(leads), "events": 0 if events is None else len(events), "snapshots": len(snaps)}
+    if has_time:
+        info["window"] = [str(leads["created_at"].min()), str(cutoff)]
+    return Prepared(leads, events, snaps, split, spec, X, snaps["label"].to_numpy().astype(np.int64), method, info)
+
+
+def drop_features(prep: Prepared, names: list[str]) -> None:
+    """Remove features from the spec and the matrix (drift or leak screening)."""
+    if not names:
+        return
+    keep = [j for j, f in enumerate(prep.spec.features) if f.name not in names]
+    spec = prep.spec
+    spec.features = [spec.features[j] for j in keep]
+    kept = set(spec.names)
+    spec.categories = {c: v for c, v in spec.categories.items() if c in kept}
+    spec.numeric = [c for c in spec.numeric if c in kept]
+    spec.__dict__.pop("_lookups", None)
+    prep.X = prep.X[:, keep]
+
+
+def fit_model(config: Config, prep: Prepared, version: str, log: Log = print) -> tuple[LeadModel, dict]:
+    """Screen, fit the candidates, choose on the validation slice, calibrate, set grades."""
+    X_tr, y_tr = prep.part(TRAIN)
+    X_va, y_va = prep.part(VALID)
+    screening = screen_features(prep.spec, X_tr, y_tr, X_va, config.screening)
+    _report_screening(screening, config, log)
+    drop_features(prep, screening.dropped)
+    X_tr, _ = prep.part(TRAIN)
+    X_va, _ = prep.part(VALID)
+    t0 = time.perf_counter()
+    candidates = fit_candidates(X_tr, y_tr, X_va, y_va, prep.spec, config.model)
+    best, why = choose(candidates)
+    log(f"candidates: " + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates) + f" -> {best.name}")
+    calibrator, cal_info = fit_calibrator(best.model.margin(X_va), y_va, config.calibration.method)
+    train_scores = to_score(calibrator.predict(best.model.margin(X_tr)))
+    grades = grade_thresholds(config.grades, train_scores)
+    model = LeadModel(prep.spec, best.model, calibrator, grades, version,
+                      config.explain.top_positive, config.explain.top_negative)
+    info = {
+        "chosen": best.name, "chosen_because": why, "fit_seconds": time.perf_counter() - t0,
+        "candidates": [{"name": c.name, "valid_auc": c.valid_auc, "valid_log_loss": c.valid_log_loss,
+                        "size": c.model.size} for c in candidates],
+        "calibration": cal_info, "screening": screening.__dict__,
+    }
+    return model, info
+
+
+def _report_screening(s: Screening, config: Config, log: Log) -> None:
+    if s.leaks:
+        log(f"LEAK WARNING: feature(s) {s.leaks} predict the label almost alone "
+            f"(single-feature AUC >= {config.screening.leak_auc}); dropped. Check they are known before the outcome.")
+        if config.screening.fail_on_leak:
+            raise TrainingError(f"leaking feature(s) {s.leaks} (screening.fail_on_leak is true)")
+    if s.drifted:
+        action = "dropped" if config.screening.drift_action == "drop" else "kept (screening.drift_action: report)"
+        log(f"drift: {s.drifted} differ between the training period and the latest period (PSI > {config.screening.drift_psi}); {action}")
+
+
+def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
+    """Test-slice metrics for leadml and the baselines trained on the same split."""
+    X_tr, y_tr = prep.part(TRAIN)
+    X_va, y_va = prep.part(VALID)
+    X_te, y_te = prep.part(TEST)
+    if len(y_te) == 0 or len(np.unique(y_te)) < 2:
+        raise TrainingError(f"the test slice has {len(y_te)} rows and {int(y_te.sum())} conversions: need both classes")
+    p_te = model.calibrator.predict(model.model.margin(X_te))
+    lr = fit_logistic_baseline(X_tr, y_tr, prep.spec, config.model.seed)
+    nb = fit_naive_bayes_baseline(X_tr, y_tr, prep.spec)
+    scores = to_score(p_te)
+    grades = model.grades.grade(scores)
+    rates = {"train": float(y_tr.mean()), "valid": float(y_va.mean()), "test": float(y_te.mean())}
+    seg = _segment_column(prep)
+    return {
+        "model_version": model.version,
+        "model_kind": model.kind,
+        "test": metrics(y_te, p_te),
+        "valid": metrics(y_va, model.calibrator.predict(model.model.margin(X_va))),
+        "baselines": {"logistic_regression": metrics(y_te, lr.predict_proba(X_te)),
+                      "naive_bayes": metrics(y_te, nb.predict_proba(X_te))},
+        "reliability": reliability_table(y_te, p_te),
+        "gains": gains_by_decile(y_te, p_te),
+        "by_grade": {g: {"n": int((grades == g).sum()), "rate": float(y_te[grades == g].mean()) if (grades == g).any() else None}
+                     for g in model.grades.names},
+        "segments": segment_auc(y_te, p_te, seg[prep.split == TEST]) if seg is not None else {},
+        "base_rate": {**rates, "shift_warning": _rate_shift(y_tr, y_te)},
+        "split": {"method": prep.method, **{k: int((prep.split == k).sum()) for k in (TRAIN, VALID, TEST)},
+                  "purged": int((prep.split == "").sum())},
+        "_arrays": {"y_test": y_te, "p_test": p_te, "p_lr": lr.predict_proba(X_te), "p_nb": nb.predict_proba(X_te)},
+    }
+
+
+def _segment_column(prep: Prepared) -> np.ndarray | None:
+    for name in ("source", "channel", "lead_source"):
+        if name in prep.leads.columns:
+            return prep.leads[name].astype(str).to_numpy()[prep.snapshots["row"].to_numpy()]
+    return None
+
+
+def _rate_shift(y_train: np.ndarray, y_test: np.ndarray) -> bool:
+    """True when the test conversion rate lies outside the training rate's 95% interval."""
+    p, n = y_train.mean(), len(y_train)
+    half = 1.96 * np.sqrt(max(p * (1 - p), 1e-12) / n) + 1.96 * np.sqrt(max(y_test.mean() * (1 - y_test.mean()), 1e-12) / len(y_test))
+    return bool(abs(y_test.mean() - p) > half)
+
+
+def new_version(models_dir: Path) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    version, k = stamp, 1
+    while (models_dir / version).exists():
+        k += 1
+        version = f"{stamp}-{k}"
+    return version
+
+
+def data_fingerprint(leads: pd.DataFrame, events: pd.DataFrame | None) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(leads, index=False).values.tobytes())
+    if events is not None:
+        h.update(pd.util.hash_pandas_object(events, index=False).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    bundle_dir: Path
+    evaluation: dict
+    model: LeadModel
+    mlflow: dict = field(default_factory=dict)
+
+
+def run_training(config: Config, *, url: str | None = None, output: str | Path | None = None,
+                 log: Log = print, track: bool = True, config_path: str | None = None) -> TrainResult:
+    """The whole training run; writes models/<version>/ and models/latest (or under output)."""
+    from leadml.data.io import read_dataset
+    from leadml.report import write_artifacts
+
+    t0 = time.perf_counter()
+    leads, events = read_dataset(config.data, url=url)
+    log(f"data: {len(leads):,} leads, {0 if events is None else len(events):,} events")
+    prep = prepare(config, leads, events, log)
+    models_dir = Path(output or config.models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    version = new_version(models_dir)
+    model, fit_info = fit_model(config, prep, version, log)
+    evaluation = evaluate_model(model, prep, config)
+    evaluation.update(fit_info)
+    evaluation["data"] = {**prep.info, "source": url or config.data.source, "fingerprint": data_fingerprint(leads, events)}
+    evaluation["grades"] = {"names": list(model.grades.names), "hot_min": model.grades.hot_min, "warm_min": model.grades.warm_min}
+    evaluation["train_seconds"] = time.perf_counter() - t0
+    model.metadata = {k: v for k, v in evaluation.items() if not k.startswith("_") and k not in ("reliability", "gains")}
+    model.reference = _score_sample(model, prep)
+    bundle_dir = models_dir / version
+    save_bundle(model, bundle_dir)
+    write_artifacts(bundle_dir, model, prep, evaluation, config)
+    point_latest(models_dir, bundle_dir)
+    result = TrainResult(bundle_dir, evaluation, model)
+    if track:
+        from leadml.tracking import log_training_run
+
+        result.mlflow = log_training_run(config, bundle_dir, evaluation, config_path=config_path)
+    return result
+
+
+def _score_sample(model: LeadModel, prep: Prepared, limit: int = 20_000) -> dict:
+    """Reference distributions for monitoring: score histogram and feature quantiles (train)."""
+    X_tr, _ = prep.part(TRAIN)
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(X_tr), size=min(limit, len(X_tr)), replace=False) if len(X_tr) else np.zeros(0, int)
+    sample = X_tr[np.sort(idx)]
+    scores = to_score(model.calibrator.predict(model.model.margin(sample))) if len(sample) else np.zeros(0)
+    return {"score_histogram": np.bincount(scores.astype(int), minlength=101).tolist(),
+            "features": {n: sample[:, j].tolist()[:2000] for j, n in enumerate(model.spec.names)}}
+
+
+def metrics_json(evaluation: dict) -> str:
+    """metrics.json as in DESIGN.md (plus context), NaN written as null."""
+    keep = jsonable({k: v for k, v in evaluation.items() if not k.startswith("_")})
+    return json.dumps(keep, indent=2, default=_json_default, allow_nan=False)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
