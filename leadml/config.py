@@ -124,6 +124,9 @@ class GradeConfig(_Frozen):
     warm_min_score: int = Field(15, ge=1, le=100)
     hot_quantile: float = Field(0.9, gt=0, lt=1)
     warm_quantile: float = Field(0.6, gt=0, lt=1)
+    regrade: bool = Field(
+        False, description="quantile mode: recompute thresholds on a retrain instead of keeping the champion's"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> GradeConfig:
@@ -157,8 +160,25 @@ class MlflowConfig(_Frozen):
 
 
 class MonitorConfig(_Frozen):
+    """`leadml monitor`: PSI bands (< watch stable, watch..alert watch, > alert alert)."""
+
     psi_watch: float = 0.1
     psi_alert: float = 0.25
+    window_days: float = Field(
+        30, gt=0, description="recent snapshots: as_of within this many days before the latest run"
+    )
+    min_rows: int = Field(100, ge=1, description="fewer recent snapshots than this: drift not judged")
+
+
+class PromotionConfig(_Frozen):
+    """`leadml promote`: the challenger wins unless its ROC AUC is worse beyond the interval."""
+
+    tolerance: float = Field(
+        0.0, ge=0, description="promote when the CI upper bound of AUC(challenger) - AUC(champion) >= -tolerance"
+    )
+    bootstrap_samples: int = Field(500, ge=50)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 0
 
 
 class Config(_Frozen):
@@ -177,6 +197,7 @@ class Config(_Frozen):
     batch: BatchConfig = BatchConfig()
     mlflow: MlflowConfig = MlflowConfig()
     monitor: MonitorConfig = MonitorConfig()
+    promotion: PromotionConfig = PromotionConfig()
     models_dir: str = "models"
 
 

@@ -402,6 +402,8 @@ def _normalise_categories(values: np.ndarray) -> pd.Series | list:
 def _numeric(values: np.ndarray, column: str) -> np.ndarray:
     if values.dtype.kind in "fiub":
         return values.astype(np.float64)
+    if len(values) <= 32 and all(v is None or type(v) in (float, int) for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     try:
         return pd.to_numeric(pd.Series(values, dtype=object), errors="raise").to_numpy(
             dtype=np.float64, na_value=np.nan
@@ -456,7 +458,7 @@ def _engagement(
     out["engagement_trend_7d"] = c7 - (c37 - c7) * 7.0 / 30.0
     out["days_since_any_activity"] = _recency(key_all, hi, q, row_code, span, origin, as_of)
     out["engagement_score"] = _decayed(codes[order], t[order], hi, row_code, as_of, spec)
-    out["active_days_30d"] = _active_days(codes, t, q, span, origin, 30)
+    out["active_days_30d"] = _active_days(codes[order], t[order], q, span, origin, 30)
     return out
 
 
@@ -474,22 +476,45 @@ def _decayed(codes, t, hi, row_code, as_of, spec: FeatureSpec) -> np.ndarray:
     if len(t) == 0:
         return np.zeros(len(as_of))
     rate = np.log(2.0) / spec.half_life_days
-    first = pd.Series(t).groupby(codes).transform("min").to_numpy()
-    cum = pd.Series(np.exp((t - first) * rate)).groupby(codes).cumsum().to_numpy()
+    if codes[0] == codes[-1]:  # one lead (the single-row path): pandas' exact sums, no pandas
+        first = np.full(len(t), t[0])  # sorted by time, NaN last
+        cum = _kahan_cumsum(np.exp((t - first) * rate))
+    else:
+        first = pd.Series(t).groupby(codes).transform("min").to_numpy()
+        cum = pd.Series(np.exp((t - first) * rate)).groupby(codes).cumsum().to_numpy()
     idx = np.maximum(hi - 1, 0)
     same = (hi > 0) & (codes[idx] == row_code)
     return np.where(same, cum[idx] * np.exp(-(as_of - first[idx]) * rate), 0.0)
 
 
+def _kahan_cumsum(values: np.ndarray) -> np.ndarray:
+    """Cumulative sum with pandas' compensated (Kahan) summation, bit for bit; NaN skipped."""
+    out = np.empty(len(values))
+    total = comp = 0.0
+    for i, v in enumerate(values.tolist()):
+        if v != v:
+            out[i] = np.nan
+            continue
+        y = v - comp
+        s = total + y
+        comp = s - total - y
+        total = out[i] = s
+    return out
+
+
 def _active_days(codes, t, q, span, origin, window: int) -> np.ndarray:
-    """Distinct days with activity in the window, a day counted from its first event on."""
+    """Distinct days with activity in the window, a day counted from its first event on.
+
+    `codes`, `t` come sorted by (lead, time), so each (lead, day) is one run starting at its
+    first event."""
+    seen = ~np.isnan(t)
+    codes, t = codes[seen], t[seen]
     if len(t) == 0:
         return np.zeros(len(q))
     day = np.floor(t)
-    frame = pd.DataFrame({"c": codes, "d": day, "t": t})
-    first = frame.groupby(["c", "d"], sort=False)["t"].min()
-    c = first.index.get_level_values(0).to_numpy()
-    key = np.sort(c * span + (first.to_numpy() - origin))
+    first = np.ones(len(t), dtype=bool)
+    first[1:] = (codes[1:] != codes[:-1]) | (day[1:] != day[:-1])
+    key = np.sort(codes[first] * span + (t[first] - origin))
     hi = np.searchsorted(key, q, side="right")
     return (hi - np.searchsorted(key, q - window, side="right")).astype(np.float64)
 
