@@ -54,18 +54,59 @@ DbOpt = Annotated[
 ]
 
 
+DEFAULT_DB = "sqlite:///data/leads.db"
+ReplaceOpt = Annotated[bool, typer.Option("--replace", help="Overwrite tables that already exist.")]
+
+
+@app.command("generate")
+def generate_cmd(
+    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL to write leads and lead_events to.")] = DEFAULT_DB,
+    leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 50_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
+    drift: Annotated[bool, typer.Option("--drift", help="Shift the latest fifth of the period strongly.")] = False,
+    replace: ReplaceOpt = False,
+) -> None:
+    """Write a seeded synthetic lead database (leads with engagement events)."""
+    from leadml.data.synth import generate_database
+
+    s = generate_database(db, leads, seed, drift=drift, replace=replace)
+    typer.echo(
+        f"generated {s.leads:,} leads and {s.events:,} events in {s.url} "
+        f"(conversion rate {s.conversion_rate:.1%}, {s.open_leads:,} open) in {s.seconds:.1f} s"
+    )
+
+
+@app.command("import")
+def import_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL to write the canonical tables to.")] = DEFAULT_DB,
+    replace: ReplaceOpt = False,
+) -> None:
+    """Load your leads (and events) per the config's data section into canonical tables in --db."""
+    from leadml.data.io import import_dataset, safe_url
+
+    counts = import_dataset(_config(config).data, db, replace=replace)
+    tables = ", ".join(f"{name}: {rows:,} rows" for name, rows in counts.items())
+    typer.echo(f"imported into {safe_url(db)}: {tables}")
+
+
 @app.command("train")
 def train_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
     output: Annotated[Path | None, typer.Option("--output", help="Write the bundle under this folder.")] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Skip MLflow logging and registration.")] = False,
+    regrade: Annotated[bool, typer.Option("--regrade", help="grades.mode quantile: recompute the thresholds instead of keeping the champion's.")] = False,
 ) -> None:
     """Train, calibrate and evaluate a model; write models/<version>/ and models/latest."""
     from leadml.console import print_training_summary, progress_log
     from leadml.workflow import run_training
 
     cfg = _config(config)
+    if regrade:
+        from leadml.config import override
+
+        cfg = override(cfg, grades__regrade=True)
     with progress_log() as log:
         result = run_training(cfg, url=db, output=output, log=log, track=not no_mlflow, config_path=str(config))
     print_training_summary(result)
@@ -84,6 +125,84 @@ def explain_cmd(
     from leadml.console import explain_lead
 
     explain_lead(_config(config), lead_id, db=db, model_ref=model, as_of=as_of, as_json=as_json)
+
+
+@app.command("score")
+def score_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = None,
+    model: Annotated[str | None, typer.Option("--model", help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this time, UTC (default now; a resumed run keeps its own).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Score leads new or with events after this time (default: since the last successful run).")] = None,
+    all_leads: Annotated[bool, typer.Option("--all", help="Score every open lead.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Score but write nothing.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local or spark.")] = "local",
+    spark_master: Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default: Spark's own configuration, else local[*]).")] = None,
+    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Leads per transaction (default: config batch.chunk_size).")] = None,
+) -> None:
+    """Score open leads into lead_scores, lead_score_history and scoring_runs (exit codes: README)."""
+    from leadml.batch import ScoreOptions, score_and_report
+    from leadml.errors import ScoringError
+
+    cfg = _config(config)
+    if engine not in ("local", "spark"):
+        raise ScoringError(f"--engine must be local or spark, got {engine!r}")
+    source = None
+    if engine == "spark":
+        from leadml.batch_spark import spark_source
+
+        source = spark_source(spark_master)
+    options = ScoreOptions(url=db or cfg.data.source, model_ref=model, as_of=as_of, since=since,
+                           all_leads=all_leads, dry_run=dry_run, chunk_size=chunk_size)
+    score_and_report(cfg, options, source=source)
+
+
+@app.command("serve")
+def serve_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = None,
+    model: Annotated[str | None, typer.Option("--model", help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default serve.port, 8000).")] = None,
+) -> None:
+    """Start the HTTP scorer (/v1/score) and the sales-ops pages (/leads); SIGHUP reloads the model."""
+    from leadml.serve.app import run_server
+
+    run_server(_config(config), model_ref=model, db_url=db, host=host, port=port)
+
+
+@app.command("promote")
+def promote_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registered version to promote (default: the challenger alias); with --force, a rollback.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if worse (recorded as forced).")] = False,
+) -> None:
+    """Compare challenger and champion on the latest holdout slice; promote if not worse (exit 1 if refused)."""
+    from leadml.lifecycle import print_promotion, promote
+
+    result = promote(_config(config), url=db, candidate=version, force=force)
+    print_promotion(result)
+    if result.refused:
+        raise typer.Exit(1)
+
+
+@app.command("monitor")
+def monitor_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = None,
+    model: Annotated[str | None, typer.Option("--model", help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the self-contained HTML report here.")] = None,
+) -> None:
+    """Drift (PSI) against training and realized conversion by grade and decile; exit 1 on alert."""
+    from leadml.monitor import print_monitor, resolve_model, run_monitor, write_report
+
+    cfg = _config(config)
+    result = run_monitor(cfg, resolve_model(cfg, model), url=db)
+    print_monitor(result)
+    if report is not None:
+        typer.echo(f"report: {write_report(result, cfg.monitor, report)}")
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

@@ -44,6 +44,12 @@ class ScoringError(LeadmlError):
     exit_code = 3
 
 
+class ScoringLockedError(ScoringError):
+    """Another scoring run holds the lock: exit 75 (EX_TEMPFAIL), so a scheduler can retry later."""
+
+    exit_code = 75
+
+
 def examples_of(values: Iterable, limit: int = 5) -> list:
     """A few distinct offending values to show in a message."""
     seen: list = []

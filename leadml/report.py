@@ -1,16 +1,613 @@
-"""The training run's human-readable artifacts: metrics.json, model_card.md, report.html."""
+"""The training run's human-readable artifacts: metrics.json, model_card.md, report.html.
+
+Figures are drawn on standalone matplotlib Figures (no pyplot state, so a notebook's backend
+is left alone) and embedded as base64 PNG: report.html is one self-contained file.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import math
+import warnings
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
-from leadml.bundle import LeadModel
+import numpy as np
+import pandas as pd
+
+from leadml.bundle import LeadModel, jsonable, library_versions
+from leadml.calibrate import to_score
 from leadml.config import Config
+from leadml.split import TEST, TRAIN, VALID
+
+SHAP_SAMPLE = 2000
+METRICS = [  # key, label, higher is better
+    ("roc_auc", "ROC AUC", True),
+    ("pr_auc", "PR AUC", True),
+    ("brier", "Brier score", False),
+    ("log_loss", "Log loss", False),
+    ("ece", "Expected calibration error", False),
+    ("lift_top_decile", "Top-decile lift", True),
+]
+MODELS = [
+    ("leadml", "leadml"),
+    ("logistic_regression", "Logistic regression"),
+    ("naive_bayes", "Naive Bayes (Odoo-style)"),
+]
+COLORS = {"leadml": "#1f6feb", "logistic_regression": "#d97706", "naive_bayes": "#6b7280"}
 
 
-def write_artifacts(bundle_dir: Path, model: LeadModel, prep, evaluation: dict, config: Config) -> None:
-    from leadml.workflow import metrics_json
+class PreparedData(Protocol):
+    """What the report reads from the training run's prepared data (workflow.Prepared)."""
 
+    X: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    snapshots: pd.DataFrame
+    method: str
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def write_artifacts(
+    bundle_dir: Path, model: LeadModel, prep: PreparedData, evaluation: dict, config: Config
+) -> None:
+    """Write metrics.json, model_card.md and report.html into the bundle folder."""
+    bundle_dir = Path(bundle_dir)
+    context = report_context(model, prep, evaluation, config)
     (bundle_dir / "metrics.json").write_text(metrics_json(evaluation))
-    (bundle_dir / "model_card.md").write_text(f"# leadml model {model.version}\n")
-    (bundle_dir / "report.html").write_text(f"<html><body><h1>leadml model {model.version}</h1></body></html>")
+    (bundle_dir / "model_card.md").write_text(model_card(context))
+    (bundle_dir / "report.html").write_text(render_report(context))
+
+
+def metrics_json(evaluation: dict) -> str:
+    """metrics.json as in DESIGN.md (plus context), NaN written as null, no passwords."""
+    keep = jsonable({k: v for k, v in evaluation.items() if not k.startswith("_")})
+    if isinstance(keep.get("data"), dict) and keep["data"].get("source"):
+        keep["data"]["source"] = safe_source(str(keep["data"]["source"]))
+    return json.dumps(keep, indent=2, default=_json_default, allow_nan=False)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def safe_source(source: str) -> str:
+    """A data source for display: database URLs lose their password."""
+    if "://" not in source:
+        return source
+    from leadml.data.io import safe_url
+
+    return safe_url(source)
+
+
+# ---------------------------------------------------------------- context
+
+
+def report_context(model: LeadModel, prep: PreparedData, evaluation: dict, config: Config) -> dict:
+    """Everything the report and the card show: tables, warnings and the figures (base64 PNG)."""
+    arrays = evaluation["_arrays"]
+    screening = evaluation.get("screening") or {}
+    return {
+        "version": model.version,
+        "kind": model.kind,
+        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "libraries": library_versions(),
+        "chosen_because": evaluation.get("chosen_because", ""),
+        "candidates": [
+            {**c, "chosen": c["name"] == evaluation.get("chosen")}
+            for c in evaluation.get("candidates", [])
+        ],
+        "data": _data_summary(evaluation),
+        "splits": split_summary(prep),
+        "split_method": prep.method,
+        "metrics": metrics_rows(evaluation),
+        "reliability": evaluation.get("reliability", []),
+        "gains": evaluation.get("gains", []),
+        "by_grade": grade_rows(evaluation, model),
+        "segments": [
+            {"segment": k, **v}
+            for k, v in sorted(evaluation.get("segments", {}).items(), key=lambda kv: -kv[1]["n"])
+        ],
+        "screening": screening_summary(screening, config),
+        "calibration": evaluation.get("calibration", {}),
+        "base_rate": evaluation.get("base_rate", {}),
+        "features": [
+            {"name": f.name, "label": f.label, "unit": f.unit, "kind": f.kind}
+            for f in model.spec.features
+        ],
+        "test": evaluation["test"],
+        "baselines": evaluation["baselines"],
+        "grades": {
+            "names": list(model.grades.names),
+            "hot_min": model.grades.hot_min,
+            "warm_min": model.grades.warm_min,
+        },
+        "top": {"positive": model.top_positive, "negative": model.top_negative},
+        "figures": figures(model, prep, evaluation, arrays, config.model.seed),
+    }
+
+
+def _data_summary(evaluation: dict) -> dict:
+    data = dict(evaluation.get("data", {}))
+    if data.get("source"):
+        data["source"] = safe_source(str(data["source"]))
+    window = data.get("window") or [None, None]
+    data["window_start"], data["window_end"] = (_day(window[0]), _day(window[1]))
+    return data
+
+
+def _day(value: object) -> str | None:
+    return None if value in (None, "None", "NaT") else str(value)[:10]
+
+
+def split_summary(prep: PreparedData) -> list[dict]:
+    """Rows, conversions and the as-of window of each split (purged rows are in none)."""
+    has_time = "as_of" in prep.snapshots.columns
+    rows = []
+    for name in (TRAIN, VALID, TEST):
+        mask = prep.split == name
+        y = prep.y[mask]
+        row = {
+            "name": name,
+            "rows": int(mask.sum()),
+            "positives": int(y.sum()),
+            "rate": float(y.mean()) if len(y) else None,
+            "start": None,
+            "end": None,
+        }
+        if has_time and mask.any():
+            as_of = pd.to_datetime(prep.snapshots["as_of"].to_numpy()[mask])
+            row["start"], row["end"] = str(as_of.min())[:10], str(as_of.max())[:10]
+        rows.append(row)
+    return rows
+
+
+def metrics_rows(evaluation: dict) -> list[dict]:
+    """One row per metric with leadml and both baselines side by side; the best one marked."""
+    per_model = {"leadml": evaluation["test"], **evaluation["baselines"]}
+    rows = []
+    for key, label, higher in METRICS:
+        values = {m: _finite(per_model.get(m, {}).get(key)) for m, _ in MODELS}
+        known = {m: v for m, v in values.items() if v is not None}
+        best = (max if higher else min)(known, key=known.get) if known else None
+        digits = 2 if key == "lift_top_decile" else 4
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "higher": higher,
+                "values": values,
+                "best": best,
+                "digits": digits,
+            }
+        )
+    return rows
+
+
+def _finite(value: object) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def grade_rows(evaluation: dict, model: LeadModel) -> list[dict]:
+    """Test rows and conversion rate per grade, with the score range each grade covers."""
+    g = model.grades
+    ranges = {
+        g.names[0]: f"{g.hot_min}-100",
+        g.names[1]: f"{g.warm_min}-{g.hot_min - 1}",
+        g.names[2]: f"1-{g.warm_min - 1}",
+    }
+    by_grade = evaluation.get("by_grade", {})
+    return [
+        {"grade": name, "scores": ranges[name], **by_grade.get(name, {"n": 0, "rate": None})}
+        for name in g.names
+    ]
+
+
+def screening_summary(screening: dict, config: Config) -> dict:
+    """Leaks, drifted features (PSI and the action taken) and what was dropped."""
+    dropped = set(screening.get("dropped", []))
+    psi = screening.get("psi", {})
+    auc = screening.get("single_auc", {})
+    return {
+        "leaks": [{"name": n, "single_auc": auc.get(n)} for n in screening.get("leaks", [])],
+        "drifted": [
+            {"name": n, "psi": psi.get(n), "action": "dropped" if n in dropped else "kept"}
+            for n in screening.get("drifted", [])
+        ],
+        "dropped": sorted(dropped),
+        "declared_leaking": list(screening.get("declared_leaking", []))
+        or list(config.data.leaking),
+        "notes": list(screening.get("notes", [])),
+        "drift_psi": config.screening.drift_psi,
+        "leak_auc": config.screening.leak_auc,
+        "drift_action": config.screening.drift_action,
+        "top_psi": sorted(psi.items(), key=lambda kv: -kv[1])[:5],
+    }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def figures(
+    model: LeadModel, prep: PreparedData, evaluation: dict, arrays: dict, seed: int
+) -> dict[str, str]:
+    """Every plot of the report as a base64 PNG."""
+    y, p = np.asarray(arrays["y_test"]), np.asarray(arrays["p_test"])
+    out = {
+        "roc": roc_figure(
+            y, {"leadml": p, "logistic_regression": arrays["p_lr"], "naive_bayes": arrays["p_nb"]}
+        ),
+        "reliability": reliability_figure(evaluation.get("reliability", [])),
+        "gains": gains_figure(evaluation.get("gains", [])),
+        "histogram": score_histogram_figure(y, p, model),
+        "grades": grade_figure(grade_rows(evaluation, model)),
+    }
+    X_test, _ = prep.part(TEST)
+    out["shap"] = shap_figure(model, shap_sample(X_test, seed))
+    return out
+
+
+def shap_sample(X: np.ndarray, seed: int, limit: int = SHAP_SAMPLE) -> np.ndarray:
+    """At most `limit` rows, drawn without replacement, in their original order."""
+    if len(X) <= limit:
+        return X
+    idx = np.random.default_rng(seed).choice(len(X), size=limit, replace=False)
+    return X[np.sort(idx)]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def png_base64(fig) -> str:
+    """A figure as base64-encoded PNG (for a data: URI)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def roc_figure(y: np.ndarray, probabilities: dict[str, np.ndarray]) -> str:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig = _figure(5.5, 4.5)
+    ax = fig.add_subplot()
+    for name, label in MODELS:
+        p = np.asarray(probabilities[name])
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(
+            fpr,
+            tpr,
+            color=COLORS[name],
+            lw=2 if name == "leadml" else 1.3,
+            label=f"{label} (AUC {roc_auc_score(y, p):.3f})",
+        )
+    ax.plot([0, 1], [0, 1], ls=":", color="#999999", lw=1)
+    ax.set(
+        xlabel="False positive rate",
+        ylabel="True positive rate",
+        title="ROC curves (test slice)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    return png_base64(fig)
+
+
+def reliability_figure(rows: list[dict]) -> str:
+    fig = _figure(5.5, 4.5)
+    ax = fig.add_subplot()
+    pred = [r["mean_predicted"] for r in rows]
+    obs = [r["observed_rate"] for r in rows]
+    top = max(pred + obs + [0.05]) * 1.08
+    ax.plot([0, top], [0, top], ls=":", color="#999999", lw=1, label="perfect calibration")
+    ax.plot(pred, obs, marker="o", color=COLORS["leadml"], label="leadml (10 equal-size bins)")
+    ax.set(
+        xlabel="Mean predicted probability",
+        ylabel="Observed conversion rate",
+        title="Reliability diagram (test slice)",
+        xlim=(0, top),
+        ylim=(0, top),
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return png_base64(fig)
+
+
+def gains_figure(rows: list[dict]) -> str:
+    fig = _figure(9, 3.8)
+    left, right = fig.subplots(1, 2)
+    deciles = [r["decile"] for r in rows]
+    left.bar(deciles, [r["lift"] for r in rows], color=COLORS["leadml"])
+    left.axhline(1, ls=":", color="#999999")
+    left.set(
+        xlabel="Score decile (1 = highest scores)",
+        ylabel="Lift over average",
+        title="Lift by decile",
+        xticks=deciles,
+    )
+    right.plot(
+        [0] + [d * 10 for d in deciles],
+        [0] + [100 * r["cumulative_gain"] for r in rows],
+        marker="o",
+        color=COLORS["leadml"],
+        label="leadml",
+    )
+    right.plot([0, 100], [0, 100], ls=":", color="#999999", label="random")
+    right.set(
+        xlabel="% of leads contacted (highest scores first)",
+        ylabel="% of conversions captured",
+        title="Cumulative gains",
+        xlim=(0, 100),
+        ylim=(0, 100),
+    )
+    right.legend(loc="lower right", fontsize=8)
+    return png_base64(fig)
+
+
+def score_histogram_figure(y: np.ndarray, p: np.ndarray, model: LeadModel) -> str:
+    scores = to_score(p).astype(int)
+    fig = _figure(9, 3.5)
+    ax = fig.add_subplot()
+    bins = np.arange(0.5, 101.5, 1)
+    ax.hist(
+        [scores[y == 0], scores[y == 1]],
+        bins=bins,
+        stacked=True,
+        color=["#9ca3af", COLORS["leadml"]],
+        label=["did not convert", "converted"],
+    )
+    for threshold, name in (
+        (model.grades.warm_min, model.grades.names[1]),
+        (model.grades.hot_min, model.grades.names[0]),
+    ):
+        ax.axvline(threshold - 0.5, ls="--", color="#b91c1c", lw=1)
+        ax.text(
+            threshold,
+            ax.get_ylim()[1] * 0.95,
+            f" {name} ≥ {threshold}",
+            color="#b91c1c",
+            fontsize=8,
+            va="top",
+        )
+    ax.set(
+        xlabel="Score (1-100)",
+        ylabel="Test snapshots",
+        title="Score distribution (test slice)",
+        xlim=(0.5, 100.5),
+    )
+    ax.legend(loc="upper right", fontsize=8)
+    return png_base64(fig)
+
+
+def grade_figure(rows: list[dict]) -> str:
+    fig = _figure(5.5, 3.8)
+    ax = fig.add_subplot()
+    names = [r["grade"] for r in rows]
+    rates = [100 * (r["rate"] or 0.0) for r in rows]
+    bars = ax.bar(names, rates, color=["#b91c1c", "#d97706", "#2563eb"][: len(names)])
+    for bar, r in zip(bars, rows, strict=True):
+        ax.annotate(
+            f"{bar.get_height():.1f}%\nn={r['n']:,}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set(
+        ylabel="Conversion rate (%)",
+        title="Conversion rate by grade (test slice)",
+        ylim=(0, max(rates + [1]) * 1.3),
+    )
+    return png_base64(fig)
+
+
+def shap_figure(model: LeadModel, X: np.ndarray, max_display: int = 15) -> str:
+    """SHAP beeswarm from the model's own exact contributions (no explainer is refitted)."""
+    import shap  # slow to import: only when a report is drawn
+
+    contrib = model.model.contributions(X)
+    data = X.astype(np.float64).copy()
+    data[:, model.spec.categorical_indices] = np.nan  # category codes have no order: grey dots
+    explanation = shap.Explanation(
+        values=contrib[:, :-1],
+        base_values=contrib[:, -1],
+        data=data,
+        feature_names=[f.label for f in model.spec.features],
+    )
+    fig = _figure(9, 0.4 * min(max_display, X.shape[1]) + 1.8)
+    ax = fig.add_subplot()
+    with warnings.catch_warnings():  # all-NaN colour columns (categoricals) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None)
+    ax.set_title(f"SHAP values (log-odds) on {len(X):,} test snapshots", fontsize=11)
+    return png_base64(fig)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_report(context: dict) -> str:
+    """report.html from the context (Jinja2, autoescaped, no external resources)."""
+    from importlib.resources import files
+
+    import jinja2
+
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    env.filters["num"] = format_number
+    env.filters["pct"] = format_percent
+    template = env.from_string(
+        (files("leadml") / "templates" / "report.html").read_text(encoding="utf-8")
+    )
+    return template.render(**context)
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """A number for a table cell; missing or not finite as 'n/a'."""
+    value = _finite(value) if value is not None else None
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if digits == 0 else f"{value:.{digits}f}"
+
+
+def format_percent(value: Any, digits: int = 1) -> str:
+    value = _finite(value) if value is not None else None
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def model_card(context: dict) -> str:
+    """model_card.md: what the model is, what it is for, how good it is and where it falls short."""
+    c = context
+    lines = [f"# Model card: leadml {c['version']}", ""]
+    lines += _card_details(c) + _card_use() + _card_data(c) + _card_metrics(c) + _card_limits(c)
+    return "\n".join(lines) + "\n"
+
+
+def _card_details(c: dict) -> list[str]:
+    libs = c["libraries"]
+    return [
+        "## Model details",
+        "",
+        f"- Version: `{c['version']}`",
+        f"- Kind: {c['kind']} ({c['chosen_because']})",
+        f"- Trained: {c['created']}",
+        f"- Software: leadml {libs.get('leadml')}, LightGBM {libs.get('lightgbm')}, scikit-learn "
+        f"{libs.get('scikit-learn')}, numpy {libs.get('numpy')}, pandas {libs.get('pandas')}, Python {libs.get('python')}",
+        f"- Output: calibrated conversion probability; score = clip(round(100 x probability), 1, 100); grades "
+        f"{c['grades']['names'][0]} (score >= {c['grades']['hot_min']}), {c['grades']['names'][1]} "
+        f"(>= {c['grades']['warm_min']}), {c['grades']['names'][2]} (below); up to {c['top']['positive']} positive "
+        f"and {c['top']['negative']} negative reasons per lead, in score points that add up to the score.",
+        "",
+    ]
+
+
+def _card_use() -> list[str]:
+    return [
+        "## Intended use",
+        "",
+        "- Users: sales and marketing operations, to decide which open leads to contact first and to see why.",
+        "- Use: ranking and prioritising open B2B/B2C leads within the organisation whose data trained it.",
+        "- Out of scope: decisions about an individual's eligibility, credit, employment, price or access to a "
+        "service; any use on leads from another organisation, market or period without retraining and re-evaluation.",
+        "",
+    ]
+
+
+def _card_data(c: dict) -> list[str]:
+    d = c["data"]
+    lines = [
+        "## Training data",
+        "",
+        f"- Source: `{d.get('source')}` (fingerprint `{d.get('fingerprint')}`)",
+        f"- Leads: {d.get('leads', 0):,}; events: {d.get('events', 0):,}; snapshots: {d.get('snapshots', 0):,}",
+        f"- Data window: {d.get('window_start') or 'n/a'} to {d.get('window_end') or 'n/a'}",
+        f"- Split: {c['split_method']}; "
+        + "; ".join(
+            f"{s['name']} {s['rows']:,} rows, {format_percent(s['rate'])} converted"
+            + (f" (as of {s['start']} to {s['end']})" if s["start"] else "")
+            for s in c["splits"]
+        ),
+        "",
+        "### Features",
+        "",
+        "| feature | label | unit | kind |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{f['name']}` | {f['label']} | {f['unit'] or '-'} | {f['kind']} |"
+        for f in c["features"]
+    ]
+    dropped = c["screening"]["dropped"]
+    if dropped:
+        lines += ["", f"Dropped by screening: {', '.join(f'`{n}`' for n in dropped)}."]
+    return lines + [""]
+
+
+def _card_metrics(c: dict) -> list[str]:
+    test = c["test"]
+    lines = [
+        "## Metrics (test slice)",
+        "",
+        f"Test ROC AUC {format_number(test['roc_auc'])} on {test['n']:,} snapshots ({test['positives']:,} conversions).",
+        "",
+        "| metric | leadml | logistic regression | naive Bayes |",
+        "|---|---|---|---|",
+    ]
+    for row in c["metrics"]:
+        lines.append(
+            f"| {row['label']} | "
+            + " | ".join(format_number(row["values"][m], row["digits"]) for m, _ in MODELS)
+            + " |"
+        )
+    cal = c["calibration"]
+    lines += [
+        "",
+        "## Calibration",
+        "",
+        f"- Method: {cal.get('method', 'n/a')} on the validation slice (never used for fitting the model)"
+        + (
+            "; held-out log loss by method: "
+            + ", ".join(f"{k} {format_number(v)}" for k, v in cal["candidates_log_loss"].items())
+            if cal.get("candidates_log_loss")
+            else ""
+        ),
+        f"- Expected calibration error on the test slice: {format_number(test['ece'])} (10 equal-size bins)",
+        "",
+    ]
+    return lines
+
+
+def _card_limits(c: dict) -> list[str]:
+    br, s = c["base_rate"], c["screening"]
+    lines = [
+        "## Limits and ethical considerations",
+        "",
+        "- Scores reflect past sales behaviour: who was contacted, how, and who converted. Biases in that "
+        "process (which leads got attention, which sources were favoured) are learned, not corrected.",
+        "- A score is a probability for a group of similar leads, not a judgement about a person; do not use it "
+        "to decide anyone's eligibility for anything. Avoid attributes that act as proxies for protected "
+        "characteristics; review the features above before use.",
+        "- Reasons are attributions of the model's output, not causes: changing a feature will not necessarily "
+        "change whether a lead converts.",
+        "",
+        "## Caveats",
+        "",
+        f"- Conversion rate: train {format_percent(br.get('train'))}, validation {format_percent(br.get('valid'))}, "
+        f"test {format_percent(br.get('test'))}."
+        + (
+            " The test rate differs from training beyond the interval: scores may be miscalibrated until retrained."
+            if br.get("shift_warning")
+            else ""
+        ),
+        "- Drift: the data changes (new sources, campaigns, products). Monitor the score and feature "
+        "distributions (`leadml monitor`) and retrain when they move.",
+    ]
+    if s["drifted"]:
+        lines.append(
+            "- Features that drifted between training and the latest period: "
+            + ", ".join(f"`{d['name']}` (PSI {d['psi']:.2f}, {d['action']})" for d in s["drifted"])
+            + "."
+        )
+    if s["leaks"]:
+        lines.append(
+            "- Leak warning: "
+            + ", ".join(f"`{x['name']}`" for x in s["leaks"])
+            + " predicted the outcome almost alone and were dropped; check the data export."
+        )
+    return lines

@@ -4,7 +4,6 @@ candidates -> calibrate -> grade -> evaluate -> bundle (+ report, MLflow)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadml.bundle import LeadModel, jsonable, point_latest, save_bundle
-from leadml.calibrate import fit_calibrator, grade_thresholds, to_score
+from leadml.bundle import LeadModel, point_latest, save_bundle
+from leadml.calibrate import GradeThresholds, fit_calibrator, grade_thresholds, to_score
 from leadml.config import Config
 from leadml.errors import TrainingError
 from leadml.evaluate import (
@@ -34,6 +33,7 @@ from leadml.features import (
     make_snapshots,
     table_snapshots,
 )
+from leadml.report import metrics_json as metrics_json  # re-exported; lives in report.py
 from leadml.screen import Screening, screen_features
 from leadml.split import TEST, TRAIN, VALID, choose_method, split_snapshots
 from leadml.train import choose, fit_candidates
@@ -101,7 +101,8 @@ def drop_features(prep: Prepared, names: list[str]) -> None:
     prep.X = prep.X[:, keep]
 
 
-def fit_model(config: Config, prep: Prepared, version: str, log: Log = print) -> tuple[LeadModel, dict]:
+def fit_model(config: Config, prep: Prepared, version: str, log: Log = print, *,
+              previous_grades: GradeThresholds | None = None) -> tuple[LeadModel, dict]:
     """Screen, fit the candidates, choose on the validation slice, calibrate, set grades."""
     X_tr, y_tr = prep.part(TRAIN)
     X_va, y_va = prep.part(VALID)
@@ -116,7 +117,7 @@ def fit_model(config: Config, prep: Prepared, version: str, log: Log = print) ->
     log(f"candidates: " + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates) + f" -> {best.name}")
     calibrator, cal_info = fit_calibrator(best.model.margin(X_va), y_va, config.calibration.method)
     train_scores = to_score(calibrator.predict(best.model.margin(X_tr)))
-    grades = grade_thresholds(config.grades, train_scores)
+    grades = grade_thresholds(config.grades, train_scores, previous=previous_grades)
     model = LeadModel(prep.spec, best.model, calibrator, grades, version,
                       config.explain.top_positive, config.explain.top_negative)
     info = {
@@ -224,7 +225,7 @@ def run_training(config: Config, *, url: str | None = None, output: str | Path |
     models_dir = Path(output or config.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     version = new_version(models_dir)
-    model, fit_info = fit_model(config, prep, version, log)
+    model, fit_info = fit_model(config, prep, version, log, previous_grades=_previous_grades(config, track, log))
     evaluation = evaluate_model(model, prep, config)
     evaluation.update(fit_info)
     evaluation["data"] = {**prep.info, "source": url or config.data.source, "fingerprint": data_fingerprint(leads, events)}
@@ -244,26 +245,32 @@ def run_training(config: Config, *, url: str | None = None, output: str | Path |
     return result
 
 
+def _previous_grades(config: Config, track: bool, log: Log) -> GradeThresholds | None:
+    """The champion's thresholds when grades are score quantiles kept across retrains (lifecycle)."""
+    if not track or config.grades.mode != "quantile" or config.grades.regrade:
+        return None
+    from leadml.errors import ModelError
+    from leadml.tracking import champion_grades
+
+    try:
+        previous = champion_grades(config)
+    except ModelError as exc:
+        log(f"grades: cannot read the champion's thresholds ({exc}); recomputing them")
+        return None
+    if previous is not None:
+        log(f"grades: keeping the champion's thresholds (hot >= {previous.hot_min}, "
+            f"warm >= {previous.warm_min}); grades.regrade or --regrade recomputes them")
+    return previous
+
+
 def _score_sample(model: LeadModel, prep: Prepared, limit: int = 20_000) -> dict:
     """Reference distributions for monitoring: score histogram and feature quantiles (train)."""
     X_tr, _ = prep.part(TRAIN)
     rng = np.random.default_rng(0)
     idx = rng.choice(len(X_tr), size=min(limit, len(X_tr)), replace=False) if len(X_tr) else np.zeros(0, int)
     sample = X_tr[np.sort(idx)]
+    keep = np.sort(rng.permutation(len(sample))[:2000])
     scores = to_score(model.calibrator.predict(model.model.margin(sample))) if len(sample) else np.zeros(0)
     return {"score_histogram": np.bincount(scores.astype(int), minlength=101).tolist(),
-            "features": {n: sample[:, j].tolist()[:2000] for j, n in enumerate(model.spec.names)}}
-
-
-def metrics_json(evaluation: dict) -> str:
-    """metrics.json as in DESIGN.md (plus context), NaN written as null."""
-    keep = jsonable({k: v for k, v in evaluation.items() if not k.startswith("_")})
-    return json.dumps(keep, indent=2, default=_json_default, allow_nan=False)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+            # a random 2,000 of the sample: its first rows would be the oldest snapshots only
+            "features": {n: sample[keep, j].tolist() for j, n in enumerate(model.spec.names)}}

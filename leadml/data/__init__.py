@@ -1,0 +1,1 @@
+"""Reading and writing lead data (`io`) and the seeded synthetic lead database (`synth`)."""

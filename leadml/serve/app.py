@@ -1,0 +1,486 @@
+"""The HTTP scorer: FastAPI app factory, the model slot that reloads atomically, limits,
+the API key, error handlers and the JSON routes. Pages live in `pages.py`.
+
+Every score goes through `leadml.predict` (`score_one` for one lead; `build_row` +
+`score_matrix` for a batch, the same definitions row by row), so the HTTP answer cannot differ
+from the library's. No `from __future__ import annotations` here: FastAPI reads the
+generated request models from the endpoint signatures at run time.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import signal
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException
+
+from leadml import __version__
+from leadml.bundle import LeadModel
+from leadml.config import Config
+from leadml.errors import DataSourceError, LeadmlError, ModelError
+from leadml.serve.metrics import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
+from leadml.serve.models import (
+    BatchResponse,
+    ErrorResponse,
+    Health,
+    ReloadResponse,
+    RequestModels,
+    ScoreResponse,
+    StoredScore,
+    build_request_models,
+    event_dicts,
+    lead_dict,
+    request_fields,
+)
+from leadml.serve.pages import KEY_COOKIE, error_page, page_router, wants_html
+from leadml.serve.store import LeadStore
+
+log = logging.getLogger("leadml.serve")
+API_KEY_ENV = "LEADML_API_KEY"
+ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 413, 422)}
+
+
+class ModelSlot:
+    """The model being served; `reload` swaps in a fresh load of the same reference.
+
+    Requests read `slot.current` once and keep that object, so a swap never changes the model
+    under a request in flight; the old model is freed when the last such request ends.
+    """
+
+    def __init__(self, ref: str | Path) -> None:
+        self.ref = str(ref)
+        self._lock = threading.Lock()
+        self.current: LeadModel = warmed(load_for_serving(self.ref), self.ref)
+        self.fields = request_fields(self.current.spec)
+
+    def reload(self) -> tuple[str, str]:
+        """Load the reference again and swap it in; (old version, new version)."""
+        with self._lock:
+            fresh = load_for_serving(self.ref)
+            if request_fields(fresh.spec) != self.fields:
+                raise ModelError(_schema_change(self.fields, request_fields(fresh.spec), self.ref))
+            fresh = warmed(fresh, self.ref)
+            old, self.current = self.current, fresh
+        return old.version, fresh.version
+
+
+def load_for_serving(ref: str) -> LeadModel:
+    """Load a bundle (or registry URI) with one prediction thread: for one row OpenMP's
+    start-up costs more than it saves."""
+    from leadml.predict import load_model
+
+    model = load_model(ref)
+    model.set_threads(1)
+    return model
+
+
+def warmed(model: LeadModel, ref: str) -> LeadModel:
+    """Score a blank lead once, so the first request is not slow and a broken model is refused."""
+    from leadml.predict import score_one
+
+    try:
+        score_one(model, {"lead_id": 0, "created_at": "2024-01-01"}, [], "2024-01-02")
+    except Exception as exc:  # noqa: BLE001 - any failure here means the bundle cannot serve
+        raise ModelError(
+            f"model at {ref} failed a test prediction: {type(exc).__name__}: {exc}"
+        ) from None
+    return model
+
+
+def _schema_change(old: tuple, new: tuple, ref: str) -> str:
+    added = sorted(dict(new).keys() - dict(old).keys())
+    removed = sorted(dict(old).keys() - dict(new).keys())
+    return (
+        f"the model at {ref} takes different lead fields than the running API "
+        f"(added {added}, removed {removed}, or kinds changed); restart `leadml serve` to "
+        "serve it: the request schema is fixed at start-up"
+    )
+
+
+def default_model_ref(config: Config) -> str:
+    """models:/<registered_model>@champion when that alias exists, else <models_dir>/latest."""
+    latest = str(Path(config.models_dir) / "latest")
+    tracked = os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
+    if not tracked and not Path("mlruns").exists():
+        return latest  # no MLflow store here: do not create one just to look
+    try:
+        from leadml.tracking import alias_version
+
+        if alias_version(config, "champion"):
+            return f"models:/{config.mlflow.registered_model}@champion"
+    except Exception as exc:  # noqa: BLE001 - any MLflow failure falls back to the bundle
+        log.warning("MLflow registry not readable (%s); serving %s", type(exc).__name__, latest)
+    return latest
+
+
+def run_server(
+    config: Config,
+    *,
+    model_ref: str | None = None,
+    db_url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """`leadml serve`: build the app and run it under uvicorn (one process, one event loop)."""
+    import uvicorn
+
+    _configure_logging()
+    app = create_app(model_ref or default_model_ref(config), db_url, config)
+    uvicorn.run(
+        app,
+        host=host or config.serve.host,
+        port=port or config.serve.port,
+        access_log=False,  # our own access line logs the path without the query string
+        log_config=None,
+        server_header=False,
+    )
+
+
+def _configure_logging() -> None:
+    """One plain stderr handler for leadml and uvicorn, set when the server starts (not at import)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("leadml", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def create_app(model_ref: str | Path, db_url: str | None, config: Config) -> FastAPI:
+    """The service: JSON scorer under /v1, pages under /leads, health, metrics and docs."""
+    from fastapi_offline import FastAPIOffline
+
+    slot = ModelSlot(model_ref)
+    metrics = ServeMetrics()
+    metrics.serving(slot.current.version)
+    store = LeadStore(db_url if db_url is not None else config.data.source, config.data)
+    models = build_request_models(slot.current.spec, config.serve.max_batch)
+    app = FastAPIOffline(
+        title="leadml scorer",
+        version=__version__,
+        description="Calibrated 1-100 lead scores with reasons in score points.",
+        lifespan=_lifespan(slot, metrics),
+    )
+    app.state.slot, app.state.metrics, app.state.store, app.state.config = (
+        slot,
+        metrics,
+        store,
+        config,
+    )
+    api_key = os.environ.get(API_KEY_ENV) or None
+    guard = _api_key_guard(api_key)
+    app.include_router(_api_router(slot, metrics, store, models), dependencies=guard)
+    app.include_router(_admin_router(slot, metrics), dependencies=guard)
+    app.include_router(_ops_router(slot, metrics))
+    app.include_router(
+        page_router(slot, store, config, keyed=api_key is not None), dependencies=guard
+    )
+    _mount_static(app)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.serve.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _mount_static(app: FastAPI) -> None:
+    from importlib.resources import files
+
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(
+        "/static", StaticFiles(directory=str(files("leadml.serve") / "static")), name="static"
+    )
+
+
+# ---------------------------------------------------------------- routes
+
+
+def _api_router(
+    slot: ModelSlot, metrics: ServeMetrics, store: LeadStore, models: RequestModels
+) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS)
+    ScoreRequest, BatchRequest = models.score_request, models.batch_request  # noqa: N806
+
+    @router.post("/score", response_model=ScoreResponse)
+    def score(body: ScoreRequest) -> Response:
+        """Score one lead (with its recent events) as of `as_of` (default now)."""
+        from leadml.predict import score_one
+
+        model = slot.current
+        result = score_one(model, lead_dict(body.lead), event_dicts(body.events), body.as_of)
+        metrics.observe_scores([result["score"]], [result["grade"]])
+        return JSONResponse(result)
+
+    @router.post("/score/batch", response_model=BatchResponse)
+    def score_batch(body: BatchRequest) -> Response:
+        """Score up to `serve.max_batch` leads in one call (one shared as_of)."""
+        model = slot.current
+        results = score_items(model, body.items, body.as_of)
+        metrics.observe_scores([r["score"] for r in results], [r["grade"] for r in results])
+        return JSONResponse({"results": results, "model_version": model.version})
+
+    @router.get(
+        "/leads/{lead_id}", response_model=StoredScore, responses={404: {"model": ErrorResponse}}
+    )
+    def stored(lead_id: str) -> Response:
+        """The score the batch scorer stored for a lead (table lead_scores)."""
+        row = store.stored_score(lead_id)
+        if row is None:
+            raise HTTPException(
+                404,
+                f"no stored score for lead {lead_id!r} in table "
+                f"'{store.scores_table}' (run `leadml score` to score open leads)",
+            )
+        keep = ("lead_id", "probability", "score", "grade", "reasons", "model_version", "scored_at")
+        return JSONResponse({k: row.get(k) for k in keep})
+
+    return router
+
+
+def score_items(model: LeadModel, items: list, as_of: object) -> list[dict]:
+    """Many leads in one matrix: `build_row` per lead, one `score_matrix` (row-wise identical)."""
+    import numpy as np
+
+    from leadml.features import build_row
+    from leadml.predict import score_matrix
+    from leadml.schema import utc_now
+
+    when = utc_now() if as_of is None else as_of
+    X = np.vstack(
+        [build_row(model.spec, lead_dict(i.lead), event_dicts(i.events), when) for i in items]
+    )
+    out = score_matrix(model, X)
+    return [
+        {
+            "lead_id": item.lead.lead_id,
+            "probability": float(out["probability"][k]),
+            "score": int(out["score"][k]),
+            "grade": str(out["grade"][k]),
+            "reasons": out["reasons"][k],
+            "model_version": model.version,
+        }
+        for k, item in enumerate(items)
+    ]
+
+
+def _admin_router(slot: ModelSlot, metrics: ServeMetrics) -> APIRouter:
+    router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+
+    @router.post(
+        "/reload", response_model=ReloadResponse, responses={409: {"model": ErrorResponse}}
+    )
+    def reload() -> ReloadResponse:
+        """Load the model reference again and swap it in; requests in flight finish on the old one."""
+        try:
+            old, new = reload_model(slot, metrics)
+        except LeadmlError as exc:
+            raise HTTPException(
+                409, f"reload failed, still serving {slot.current.version}: {exc}"
+            ) from None
+        return ReloadResponse(model_version=new, previous_version=old, swapped=old != new)
+
+    return router
+
+
+def reload_model(slot: ModelSlot, metrics: ServeMetrics) -> tuple[str, str]:
+    """Reload, count the outcome and log it (versions only)."""
+    try:
+        old, new = slot.reload()
+    except LeadmlError as exc:
+        metrics.reloads.labels("failed").inc()
+        log.error("model reload failed, still serving %s: %s", slot.current.version, exc)
+        raise
+    metrics.reloads.labels("ok").inc()
+    metrics.serving(new)
+    log.info("model reloaded: %s -> %s", old, new)
+    return old, new
+
+
+def _ops_router(slot: ModelSlot, metrics: ServeMetrics) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", response_model=Health, response_model_exclude_none=True)
+    async def healthz() -> Health:
+        """The process is up."""
+        return Health(status="ok")
+
+    @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    async def readyz() -> Response:
+        """A model is loaded and ready to score."""
+        model = getattr(slot, "current", None)
+        if model is None:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse(
+            {"status": "ready", "model_version": model.version, "model_ref": slot.ref}
+        )
+
+    @router.get(
+        "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}}
+    )
+    async def prometheus() -> Response:
+        """Prometheus text: requests by route and status, latency, score distribution."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return router
+
+
+# ---------------------------------------------------------------- key, limits, errors
+
+
+def _api_key_guard(expected: str | None) -> list:
+    """No key configured: no guard. Otherwise X-API-Key, ?api_key= or the pages' cookie."""
+    if not expected:
+        return []
+    header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    want = expected.encode()
+
+    def require_api_key(request: Request, x_api_key: str | None = Security(header)) -> None:
+        given = x_api_key or request.query_params.get("api_key") or request.cookies.get(KEY_COOKIE)
+        if not given or not secrets.compare_digest(given.encode(), want):
+            raise HTTPException(
+                401,
+                "missing or wrong API key: send it in the X-API-Key header "
+                "(or ?api_key= for the pages)",
+            )
+
+    return [Depends(require_api_key)]
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit:,} bytes (serve.max_body_bytes)")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit: by Content-Length up front, and while streaming."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            status = 413 if declared.isdigit() else 400
+            message = (
+                BodyTooLarge(self.max_bytes).detail if status == 413 else "invalid Content-Length"
+            )
+            await JSONResponse({"error": message, "detail": []}, status)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        details = validation_details(exc.errors())
+        status = 400 if any(d["type"] == "json_invalid" for d in details) else 422
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        if wants_html(request):
+            return error_page(request, status, f"Invalid request: {summary}")
+        return JSONResponse({"error": f"invalid request: {summary}", "detail": details}, status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if wants_html(request):
+            return error_page(request, exc.status_code, str(exc.detail))
+        return JSONResponse(
+            {"error": str(exc.detail), "detail": []}, exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(LeadmlError)
+    async def leadml_error(request: Request, exc: LeadmlError) -> Response:
+        status = 503 if isinstance(exc, DataSourceError) else 422
+        if wants_html(request):
+            return error_page(request, status, str(exc))
+        return JSONResponse({"error": str(exc), "detail": []}, status)
+
+
+_UNION_TAG = re.compile(r"^(int|str|float|bool|none|constrained-\w+|function-\w+\[.*\]|.*\[.*\])$")
+
+
+def validation_details(errors: list[dict]) -> list[dict]:
+    """pydantic errors as {field, message, type}: 'lead.budget', 'items[2].lead.lead_id'."""
+    out, seen = [], set()
+    for error in errors:
+        field = field_name(error.get("loc", ()))
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            field = "body"
+            message = f"malformed JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+        if (field, message) not in seen:
+            seen.add((field, message))
+            out.append({"field": field, "message": message, "type": str(error.get("type", ""))})
+    return out
+
+
+def field_name(loc: tuple | list) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:] or [parts[0]]
+    name = ""
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif i > 0 and _UNION_TAG.match(str(part)):
+            continue  # pydantic's name for a union member, not a field
+        else:
+            name += ("." if name else "") + str(part)
+    return name or "body"
+
+
+def _lifespan(slot: ModelSlot, metrics: ServeMetrics):
+    """Install SIGHUP -> reload where the loop can take signals (the server's main thread)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loop = asyncio.get_running_loop()
+        installed = _on_sighup(
+            loop, lambda: loop.run_in_executor(None, _reload_quietly, slot, metrics)
+        )
+        log.info("serving model %s from %s", slot.current.version, slot.ref)
+        yield
+        if installed:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+    return lifespan
+
+
+def _on_sighup(loop: asyncio.AbstractEventLoop, callback) -> bool:
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is None:
+        return False
+    try:
+        loop.add_signal_handler(sighup, callback)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False  # not the main thread (e.g. a test client): POST /admin/reload still works
+    return True
+
+
+def _reload_quietly(slot: ModelSlot, metrics: ServeMetrics) -> None:
+    with contextlib.suppress(LeadmlError):  # logged and counted; the old model keeps serving
+        reload_model(slot, metrics)

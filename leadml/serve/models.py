@@ -1,0 +1,191 @@
+"""Request and response models of the HTTP scorer, generated from the model's feature spec.
+
+The lead model has one optional field per attribute column the model reads (categorical ->
+text, numeric -> a finite number), plus `lead_id` and, for models with time, `created_at`.
+Unknown fields are refused (extra="forbid"), so a misspelt column is an error that names it
+instead of a silently missing value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    create_model,
+)
+
+from leadml.features import FeatureSpec
+
+MAX_EVENTS = 10_000
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2200, 1, 1)
+FORBID = ConfigDict(extra="forbid")
+
+
+def _category_text(value: object) -> object:
+    """Numbers and booleans sent for a categorical column read as their text ('3', 'True')."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """Timestamps as naive UTC (the canonical time zone) within a sane range."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return value
+
+
+def _lead_id(value: object) -> object:
+    """An integer or a short non-empty text; one clear message otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and 0 < len(value.strip()) <= 200:
+        return value
+    raise ValueError("must be an integer or a non-empty text of at most 200 characters")
+
+
+Category = Annotated[
+    Annotated[str, StringConstraints(max_length=500)] | None, BeforeValidator(_category_text)
+]
+Number = Annotated[float, Strict(), AllowInfNan(False)] | None
+Timestamp = Annotated[datetime, AfterValidator(_naive_utc)]
+LeadId = Annotated[int | str, BeforeValidator(_lead_id)]
+EventType = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class Event(BaseModel):
+    """One engagement event of the lead (only those at or before as_of count)."""
+
+    model_config = FORBID
+    occurred_at: Timestamp
+    event_type: EventType = Field(examples=["pricing_page_view"])
+    value: Number = None
+
+
+class Reason(BaseModel):
+    """One factor behind the score, in score points (baseline + points = score)."""
+
+    feature: str
+    label: str
+    value: str | float | int | None
+    points: int
+    text: str
+
+
+class ScoreResponse(BaseModel):
+    lead_id: int | str | None
+    probability: float = Field(description="Calibrated chance to convert within the horizon")
+    score: int = Field(ge=1, le=100)
+    grade: str
+    reasons: list[Reason]
+    model_version: str
+
+
+class BatchResponse(BaseModel):
+    results: list[ScoreResponse]
+    model_version: str
+
+
+class StoredScore(ScoreResponse):
+    scored_at: str | None = Field(description="When the batch scorer stored this score (UTC)")
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: list[ErrorDetail] = Field(default_factory=list)
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None
+    model_ref: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    model_version: str
+    previous_version: str
+    swapped: bool
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The generated request models of one feature spec."""
+
+    lead: type[BaseModel]
+    score_request: type[BaseModel]
+    batch_request: type[BaseModel]
+    fields: tuple[tuple[str, str], ...]  # (column, kind): what a reload must keep the same
+
+
+def request_fields(spec: FeatureSpec) -> tuple[tuple[str, str], ...]:
+    """The lead fields a spec takes, with their kind; equal tuples mean equal request schemas."""
+    time = (("created_at", "timestamp"),) if spec.has_time else ()
+    cats = tuple((c, "categorical") for c in spec.categories)
+    return time + cats + tuple((c, "numeric") for c in spec.numeric)
+
+
+def build_request_models(spec: FeatureSpec, max_batch: int) -> RequestModels:
+    """Lead, ScoreRequest and BatchRequest models for this spec (unknown fields forbidden)."""
+    lead = create_model("Lead", __config__=FORBID, **_lead_fields(spec))
+    score_request = create_model(
+        "ScoreRequest", __config__=FORBID, lead=(lead, ...), events=_events(), as_of=_as_of()
+    )
+    item = create_model("BatchItem", __config__=FORBID, lead=(lead, ...), events=_events())
+    items = Annotated[list[item], Field(min_length=1, max_length=max_batch)]
+    batch_request = create_model(
+        "BatchRequest", __config__=FORBID, items=(items, ...), as_of=_as_of()
+    )
+    return RequestModels(lead, score_request, batch_request, request_fields(spec))
+
+
+def _events() -> tuple:
+    return (list[Event], Field(default_factory=list, max_length=MAX_EVENTS))
+
+
+def _as_of() -> tuple:
+    return (Timestamp | None, Field(None, description="Score as of this time (default: now)"))
+
+
+def _lead_fields(spec: FeatureSpec) -> dict[str, Any]:
+    """Field definitions; attribute columns go by alias so any column name is a valid field."""
+    fields: dict[str, Any] = {"lead_id": (LeadId, Field(examples=[1001]))}
+    if spec.has_time:
+        fields["created_at"] = (Timestamp, Field(examples=["2024-05-01T09:30:00Z"]))
+    for i, column in enumerate(spec.categories):
+        fields[f"cat_{i}"] = (Category, Field(None, alias=column))
+    for i, column in enumerate(spec.numeric):
+        fields[f"num_{i}"] = (Number, Field(None, alias=column))
+    return fields
+
+
+def lead_dict(lead: BaseModel) -> dict[str, object]:
+    """The validated lead as the plain dict `predict.score_one` takes (column names as keys)."""
+    return lead.model_dump(by_alias=True)
+
+
+def event_dicts(events: list[BaseModel]) -> list[dict[str, object]]:
+    return [
+        {"occurred_at": e.occurred_at, "event_type": e.event_type, "value": e.value} for e in events
+    ]

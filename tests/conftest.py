@@ -1,0 +1,78 @@
+"""Module-level fixtures: small canonical frames and database URLs (session fixtures: ../conftest.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def leads_frame() -> pd.DataFrame:
+    """Four valid leads: one of each status plus an open lead with missing attributes."""
+    return pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3, 4],
+            "created_at": pd.to_datetime(
+                ["2025-01-01 09:00", "2025-01-02 10:30", "2025-01-03 11:00", "2025-01-04 12:00"]
+            ),
+            "status": ["open", "converted", "disqualified", "open"],
+            "converted_at": pd.to_datetime([None, "2025-01-20 15:00", None, None]),
+            "source": ["web_form", "referral", "paid_search", None],
+            "employees": [12.0, 250.0, None, 40.0],
+        }
+    )
+
+
+@pytest.fixture
+def events_frame() -> pd.DataFrame:
+    """Five valid events of leads 1 and 2."""
+    return pd.DataFrame(
+        {
+            "lead_id": [1, 1, 2, 2, 2],
+            "occurred_at": pd.to_datetime(
+                [
+                    "2025-01-01 09:00",
+                    "2025-01-05 08:00",
+                    "2025-01-02 10:30",
+                    "2025-01-10 14:00",
+                    "2025-01-18 16:00",
+                ]
+            ),
+            "event_type": [
+                "form_submit",
+                "email_open",
+                "web_visit",
+                "pricing_page_view",
+                "meeting",
+            ],
+            "value": [None, None, 3.0, None, 30.0],
+        }
+    )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A SQLite URL in the test's own folder (the file does not exist yet)."""
+    return f"sqlite:///{tmp_path / 'leads.db'}"
+
+
+@pytest.fixture
+def pg_url(pg_url_required: str) -> str:
+    """LEADML_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test), or skip."""
+    return pg_url_required
+
+
+@pytest.fixture
+def pg_tables(pg_url: str) -> Iterator[tuple[str, str]]:
+    """Unique (leads, events) table names on PostgreSQL, dropped after the test."""
+    suffix = uuid.uuid4().hex[:10]
+    names = (f"leads_t{suffix}", f"lead_events_t{suffix}")
+    yield names
+    from leadml.data.io import engine_for
+
+    with engine_for(pg_url).begin() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
