@@ -62,7 +62,7 @@ def validate_leads(
     out["lead_id"] = _lead_ids(out["lead_id"], LEADS)
     _check_unique(out, LEADS)
     out["status"] = _statuses(out["status"])
-    limit = _future_limit(now)
+    limit = _future_limit(now, LEADS)
     if "converted_at" not in out.columns:
         out["converted_at"] = pd.Series(pd.NaT, index=out.index, dtype=TIME_DTYPE)
     out["converted_at"] = _timestamps(out["converted_at"], LEADS, "converted_at", True, limit)
@@ -94,7 +94,7 @@ def validate_events(
     out["lead_id"] = _lead_ids(out["lead_id"], EVENTS, as_text=as_text)
     if known is not None:
         _check_known(out["lead_id"], known)
-    limit = _future_limit(now)
+    limit = _future_limit(now, EVENTS)
     out["occurred_at"] = _timestamps(out["occurred_at"], EVENTS, "occurred_at", False, limit)
     out["event_type"] = _event_types(out["event_type"])
     if "value" not in out.columns:
@@ -213,14 +213,14 @@ def _event_types(types: pd.Series) -> pd.Series:
     return text
 
 
-def _future_limit(now: object) -> pd.Timestamp:
+def _future_limit(now: object, table: str) -> pd.Timestamp:
     """Latest accepted timestamp: `now` (default: the clock) plus a day of tolerance."""
     if now is None:
         return utc_now() + FUTURE_TOLERANCE
     try:
         stamp = pd.Timestamp(now)
     except (ValueError, TypeError) as exc:
-        raise SchemaError(LEADS, None, f"invalid reference time now={now!r}: {exc}") from None
+        raise SchemaError(table, None, f"invalid reference time now={now!r}: {exc}") from None
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return stamp + FUTURE_TOLERANCE

@@ -138,9 +138,10 @@ def alias_version(config: Config, alias: str) -> str | None:
     """The registered version an alias points at, or None."""
     configure(config)
     try:
-        return mlflow.MlflowClient().get_model_version_by_alias(config.mlflow.registered_model, alias).version
+        version = mlflow.MlflowClient().get_model_version_by_alias(config.mlflow.registered_model, alias).version
     except Exception:  # noqa: BLE001 - no such model or alias
         return None
+    return str(version)  # MLflow 3 returns an int here, 2.x a string
 
 
 # ---------------------------------------------------------------- registry helpers (lifecycle)

@@ -76,3 +76,19 @@ def pg_tables(pg_url: str) -> Iterator[tuple[str, str]]:
     with engine_for(pg_url).begin() as conn:
         for name in names:
             conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `leadml ARGS...` in this process through main(); returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        from leadml.cli import main
+
+        monkeypatch.setattr("sys.argv", ["leadml", *args])
+        with pytest.raises(SystemExit) as info:
+            main()
+        captured = capsys.readouterr()
+        return info.value.code or 0, captured.out, captured.err
+
+    return run

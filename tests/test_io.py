@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,16 +156,33 @@ def test_csv_export_is_mapped(tmp_path):
 
 
 def test_csv_with_events_file(tmp_path, leads_frame, events_frame):
-    leads_frame.rename(columns={"lead_id": "LeadId"}).to_csv(tmp_path / "leads.csv", index=False)
+    leads = leads_frame.rename(columns={"lead_id": "LeadId", "created_at": "Created"})
+    leads.to_csv(tmp_path / "leads.csv", index=False)
     events_frame.rename(columns={"lead_id": "LeadId"}).to_parquet(tmp_path / "events.parquet")
     cfg = DataConfig(
         source=str(tmp_path / "leads.csv"),
         events_source=str(tmp_path / "events.parquet"),
         id_column="LeadId",
+        created_at="Created",
     )
     leads, events = read_dataset(cfg)
     pd.testing.assert_frame_equal(leads, validate_leads(leads_frame))
     pd.testing.assert_frame_equal(events, validate_events(events_frame))
+
+
+@pytest.mark.parametrize(
+    ("column", "positive"),
+    [(["yes", "no", None], True), (["Y", "n", None], "y"), ([1, 0, None], 1)],
+)
+def test_target_values_become_status(tmp_path, column, positive):
+    pd.DataFrame({"subscribed": column}).to_csv(tmp_path / "x.csv", index=False)
+    cfg = DataConfig(
+        source=str(tmp_path / "x.csv"),
+        id_column=None,
+        created_at=None,
+        target=TargetConfig(column="subscribed", positive=positive),
+    )
+    assert read_leads(cfg)["status"].tolist() == ["converted", "disqualified", "open"]
 
 
 def test_declared_columns_must_exist(tmp_path, leads_frame):
@@ -224,17 +239,16 @@ def test_bank_marketing_import(sqlite_url, monkeypatch):
     assert leads["emp.var.rate"].dtype == "float64"
 
 
-def test_cli_import_and_its_errors(tmp_path, leads_frame):
+def test_cli_import_and_its_errors(tmp_path, leads_frame, run_cli):
     leads_frame.to_csv(tmp_path / "leads.csv", index=False)
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  source: {tmp_path / 'leads.csv'}\n")
-    db = f"sqlite:///{tmp_path / 'out.db'}"
-    cmd = [sys.executable, "-m", "leadml", "import", "--config", str(config), "--db", db]
-    first = subprocess.run(cmd, capture_output=True, text=True)
-    assert first.returncode == 0 and "leads: 4 rows" in first.stdout
-    again = subprocess.run(cmd, capture_output=True, text=True)
-    assert again.returncode == 2 and "Traceback" not in again.stderr
-    assert again.stderr.strip().count("\n") == 0 and "--replace" in again.stderr
+    args = ("import", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'out.db'}")
+    code, out, _ = run_cli(*args)
+    assert code == 0 and "leads: 4 rows" in out
+    code, _, err = run_cli(*args)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "already exist" in err and "--replace" in err
 
 
 @pytest.mark.postgres

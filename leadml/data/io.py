@@ -28,6 +28,8 @@ from leadml.schema import EVENTS, LEADS, validate_events, validate_leads
 
 FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".csv.zip", ".parquet", ".pq")
 READ_CHUNK = 100_000
+_TRUE_TEXT = ("true", "yes", "y", "1", "1.0")
+_FALSE_TEXT = ("false", "no", "n", "0", "0.0")
 
 
 def is_file_source(source: str) -> bool:
@@ -157,10 +159,15 @@ def _with_status(df: pd.DataFrame, target: TargetConfig) -> pd.DataFrame:
 
 
 def _is_positive(values: pd.Series, positive: str | int | bool) -> np.ndarray:
-    """Rows equal to the positive value: numbers compare as numbers, text case-insensitively."""
+    """Rows equal to the positive value: numbers as numbers, text case-insensitively.
+
+    YAML reads an unquoted `yes` as True, so a boolean positive also matches yes/true/y/1 text.
+    """
     if pd.api.types.is_numeric_dtype(values) and not isinstance(positive, str):
         return (values == positive).to_numpy()
     text = values.astype(str).str.strip().str.lower()
+    if isinstance(positive, bool):
+        return text.isin(_TRUE_TEXT if positive else _FALSE_TEXT).to_numpy()
     return (text == str(positive).strip().lower()).to_numpy()
 
 
@@ -243,9 +250,10 @@ def iter_leads_keyset(
     is a trusted SQL condition (e.g. "status = 'open'"); `after` resumes past that lead_id.
     """
     _check_sqlite_file(url)
+    with _connection(url) as conn:
+        _require_table(conn, url, table)
     while True:
         with _connection(url) as conn:
-            _require_table(conn, url, table)
             chunk = _keyset_page(conn, table, chunk_size, after, where_sql)
         if chunk.empty:
             return
@@ -485,9 +493,13 @@ def _read_one(
         _require_table(conn, url, data_cfg.leads_table)
         table = _quote_table(conn, data_cfg.leads_table)
         quoted = conn.dialect.identifier_preparer.quote(ident)
-        raw = pd.read_sql(text(f"SELECT * FROM {table} WHERE {quoted} = :k"), conn, params={"k": key})
+        raw = pd.read_sql(
+            text(f"SELECT * FROM {table} WHERE {quoted} = :k"), conn, params={"k": key}
+        )
         if raw.empty and isinstance(key, int):
-            raw = pd.read_sql(text(f"SELECT * FROM {table} WHERE {quoted} = :k"), conn, params={"k": str(key)})
+            raw = pd.read_sql(
+                text(f"SELECT * FROM {table} WHERE {quoted} = :k"), conn, params={"k": str(key)}
+            )
         events = None
         etable = data_cfg.events_table
         if etable and _has_table(conn, etable):
@@ -495,7 +507,8 @@ def _read_one(
             found = raw[ident].iloc[0] if not raw.empty else key
             events = pd.read_sql(
                 text(f"SELECT * FROM {_quote_table(conn, etable)} WHERE {ev_quoted} = :k"),
-                conn, params={"k": found.item() if hasattr(found, "item") else found},
+                conn,
+                params={"k": found.item() if hasattr(found, "item") else found},
             )
     if raw.empty:
         return pd.DataFrame({"lead_id": []}), None

@@ -213,6 +213,10 @@ def _column(table: tuple, at: int) -> np.ndarray:
     return np.array([row[at] for row in table])
 
 
+def _index(table: tuple, name: str) -> int:
+    return [row[0] for row in table].index(name)
+
+
 def _attributes(
     rng: np.random.Generator, frac: np.ndarray, shifted: np.ndarray
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -230,7 +234,7 @@ def _attributes(
     employees, revenue, budget = _firmographics(rng, size)
     score = (
         _column(_SOURCES, 4)[source]
-        - PAID_SEARCH_DECAY * frac * (source == 3)
+        - PAID_SEARCH_DECAY * frac * (source == _index(_SOURCES, "paid_search"))
         + _column(_COUNTRIES, 2)[country]
         + _column(_INDUSTRIES, 2)[industry]
         + _column(_SIZES, 2)[size]
@@ -419,10 +423,9 @@ def _first_touches(
     created: np.ndarray, source: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The event that created the lead (a form, a webinar, a visit from an ad), at created_at."""
-    names = list(_column(_EVENTS, 0))
     kind = np.full(len(created), -1)
     for channel, event_type in _FIRST_EVENT.items():
-        kind[source == channel] = names.index(event_type)
+        kind[source == channel] = _index(_EVENTS, event_type)
     lead = np.flatnonzero(kind >= 0)
     return lead, created[lead], kind[lead]
 
@@ -447,9 +450,8 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _event_values(rng: np.random.Generator, kind: np.ndarray, intent: np.ndarray) -> np.ndarray:
     """Pages per web visit, minutes per call or meeting; no value for other events."""
-    names = list(_column(_EVENTS, 0))
     value = np.full(len(kind), np.nan)
-    visit, call, meeting = (kind == names.index(t) for t in ("web_visit", "call", "meeting"))
+    visit, call, meeting = (kind == _index(_EVENTS, t) for t in ("web_visit", "call", "meeting"))
     value[visit] = 1 + rng.poisson(np.clip(2 + intent[visit], 0.2, None))
     value[call] = np.round(np.exp(rng.normal(np.log(8), 0.6, call.sum())), 1)
     value[meeting] = rng.choice([30.0, 45.0, 60.0], size=meeting.sum())
