@@ -103,52 +103,42 @@ def build_reasons(
 ) -> list[list[dict]]:
     """Top positive and top negative reasons per lead, biggest first.
 
-    Ties in points are broken by the size of the log-odds contribution (`gmargin`). A reason's
-    text depends only on its group's feature values, so it is built once per distinct values.
+    Ties in points are broken by the size of the log-odds contribution (`gmargin`).
     """
     n, g = gpoints.shape
     key = gpoints + np.tanh(gmargin) * 0.49  # order by points, then by contribution
     order = np.argsort(-key, axis=1, kind="stable")
-    n_pos = min(top_positive, g)
-    chosen = np.concatenate([order[:, :n_pos], order[:, ::-1][:, : min(top_negative, g)]], axis=1)
-    points = np.take_along_axis(gpoints, chosen, axis=1)
-    keep = np.concatenate([points[:, :n_pos] > 0, points[:, n_pos:] < 0], axis=1)
-    rows, slots = np.nonzero(keep)  # row by row, positives then negatives: the output order
-    parts = _reason_parts(spec, X, rows, chosen[rows, slots], groups)
-    out: list[list[dict]] = [[] for _ in range(n)]
-    for i, part, p in zip(rows.tolist(), parts, points[rows, slots].tolist(), strict=True):
-        feature, label, value, text = part
-        out[i].append(
-            {"feature": feature, "label": label, "value": value, "points": p, "text": text}
-        )
+    pos_idx = order[:, : min(top_positive, g)]
+    neg_idx = order[:, ::-1][:, : min(top_negative, g)]
+    names = spec.names
+    out = []
+    for i in range(n):
+        row = X[i]
+        reasons = [
+            _reason(spec, groups, gg, int(gpoints[i, gg]), row, names)
+            for gg in pos_idx[i]
+            if gpoints[i, gg] > 0
+        ]
+        reasons += [
+            _reason(spec, groups, gg, int(gpoints[i, gg]), row, names)
+            for gg in neg_idx[i]
+            if gpoints[i, gg] < 0
+        ]
+        out.append(reasons)
     return out
 
 
-def _reason_parts(
-    spec: FeatureSpec, X: np.ndarray, rows: np.ndarray, group_of: np.ndarray, groups: Groups
-) -> list:
-    """(feature, label, value, text) of each chosen reason, computed once per distinct values."""
-    parts: list = [None] * len(rows)
-    names = spec.names
-    for g in np.unique(group_of).tolist():
-        at = np.flatnonzero(group_of == g)
-        members = groups.members[g]
-        cells = np.ascontiguousarray(X[np.ix_(rows[at], members)], dtype=np.float64)
-        raw = cells.view(np.dtype((np.void, 8 * len(members)))).ravel()  # by bytes: -0.0 != 0.0
-        _, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
-        distinct = [_reason_part(spec, groups, g, names, members, cells[k]) for k in first.tolist()]
-        for idx, k in zip(at.tolist(), inverse.ravel().tolist(), strict=True):
-            parts[idx] = distinct[k]
-    return parts
-
-
-def _reason_part(
-    spec: FeatureSpec, groups: Groups, g: int, names: list[str], members: list, cells: np.ndarray
-) -> tuple:
-    values = {names[j]: float(v) for j, v in zip(members, cells, strict=True)}
+def _reason(spec, groups: Groups, g: int, points: int, row: np.ndarray, names) -> dict:
+    members = groups.members[g]
+    values = {names[j]: float(row[j]) for j in members}
     key = groups.keys[g]
-    feature, label = key.partition(":")[2] or key, groups.labels[g]
-    return feature, label, _display_value(spec, key, values), reason_text(spec, key, values)
+    return {
+        "feature": key.partition(":")[2] or key,
+        "label": groups.labels[g],
+        "value": _display_value(spec, key, values),
+        "points": points,
+        "text": reason_text(spec, key, values),
+    }
 
 
 def _display_value(spec: FeatureSpec, key: str, values: dict) -> object:
