@@ -43,7 +43,9 @@ def main() -> None:
     with _server(model_dir, db_url) as (base, pid):
         expected = {b["lead"]["lead_id"]: _expected(model, b) for b in bodies}
         report["sequential"] = _sequential(base, pid, bodies, expected, args.requests)
-        report["concurrent"] = _concurrent(base, bodies, args.clients, args.seconds, args.max_requests)
+        report["concurrent"] = _concurrent(
+            base, bodies, args.clients, args.seconds, args.max_requests
+        )
     report["machine"]["load_after"] = os.getloadavg()
     _print(report, args)
     if args.json:
@@ -74,7 +76,9 @@ def _model_and_db(args: argparse.Namespace) -> tuple[str, str]:
 
     tmp = Path(tempfile.mkdtemp(prefix="leadml-bench-serve-"))
     url = f"sqlite:///{tmp / 'leads.db'}"
-    print(f"no model/database at {args.model} / {args.db}: building a small one in {tmp}", flush=True)
+    print(
+        f"no model/database at {args.model} / {args.db}: building a small one in {tmp}", flush=True
+    )
     generate_database(url, 3000, 11)
     cfg = Config.model_validate({"data": {"source": url}, "model": {"threads": 1}})
     result = run_training(cfg, output=tmp / "models", log=lambda _: None, track=False)
@@ -91,9 +95,14 @@ def _requests(model, db_url: str, n: int):
     sample = leads[leads["status"] == "open"].head(n)
     sample = sample if len(sample) else leads.head(n)
     if events is not None:
-        events = events[events["lead_id"].isin(sample["lead_id"]) & (events["occurred_at"] <= as_of)]
+        events = events[
+            events["lead_id"].isin(sample["lead_id"]) & (events["occurred_at"] <= as_of)
+        ]
     by_lead = {} if events is None else dict(tuple(events.groupby("lead_id")))
-    bodies = [_body(model, lead, by_lead.get(lead["lead_id"]), as_of) for lead in sample.to_dict("records")]
+    bodies = [
+        _body(model, lead, by_lead.get(lead["lead_id"]), as_of)
+        for lead in sample.to_dict("records")
+    ]
     return bodies, sample, events, as_of
 
 
@@ -102,10 +111,18 @@ def _body(model, lead: dict, events, as_of) -> dict:
     if model.spec.has_time:
         keep["created_at"] = lead["created_at"].isoformat()
     keep.update({c: _plain(lead.get(c)) for c in model.spec.attribute_columns})
-    evs = [] if events is None else [
-        {"occurred_at": e["occurred_at"].isoformat(), "event_type": e["event_type"], "value": _plain(e.get("value"))}
-        for e in events.to_dict("records")
-    ]
+    evs = (
+        []
+        if events is None
+        else [
+            {
+                "occurred_at": e["occurred_at"].isoformat(),
+                "event_type": e["event_type"],
+                "value": _plain(e.get("value")),
+            }
+            for e in events.to_dict("records")
+        ]
+    )
     return {"lead": keep, "events": evs, "as_of": as_of.isoformat()}
 
 
@@ -126,13 +143,25 @@ def _in_process(model, bodies, leads, events, as_of, n: int) -> dict:
     """Bare latencies without HTTP: score_one (dict in) and score_leads (a one-row frame in)."""
     from leadml.predict import score_leads, score_one
 
-    times = _timed(n, lambda i: score_one(model, bodies[i % len(bodies)]["lead"],
-                                          bodies[i % len(bodies)]["events"], as_of))
+    times = _timed(
+        n,
+        lambda i: score_one(
+            model, bodies[i % len(bodies)]["lead"], bodies[i % len(bodies)]["events"], as_of
+        ),
+    )
     rows = [leads.iloc[[i]] for i in range(len(leads))]
-    ev = {lid: events[events["lead_id"] == lid] for lid in leads["lead_id"]} if events is not None else {}
+    ev = (
+        {lid: events[events["lead_id"] == lid] for lid in leads["lead_id"]}
+        if events is not None
+        else {}
+    )
     m = min(n, 500)
-    frame_times = _timed(m, lambda i: score_leads(model, rows[i % len(rows)],
-                                                  ev.get(rows[i % len(rows)]["lead_id"].iloc[0]), as_of))
+    frame_times = _timed(
+        m,
+        lambda i: score_leads(
+            model, rows[i % len(rows)], ev.get(rows[i % len(rows)]["lead_id"].iloc[0]), as_of
+        ),
+    )
     return {"score_one": _stats(times), "score_leads_one_row": _stats(frame_times)}
 
 
@@ -149,8 +178,14 @@ def _timed(n: int, call) -> np.ndarray:
 
 def _stats(seconds: np.ndarray) -> dict:
     ms = np.asarray(seconds) * 1e3
-    return {"n": int(len(ms)), "p50_ms": _r(np.percentile(ms, 50)), "p90_ms": _r(np.percentile(ms, 90)),
-            "p99_ms": _r(np.percentile(ms, 99)), "max_ms": _r(ms.max()), "mean_ms": _r(ms.mean())}
+    return {
+        "n": int(len(ms)),
+        "p50_ms": _r(np.percentile(ms, 50)),
+        "p90_ms": _r(np.percentile(ms, 90)),
+        "p99_ms": _r(np.percentile(ms, 99)),
+        "max_ms": _r(ms.max()),
+        "mean_ms": _r(ms.mean()),
+    }
 
 
 def _r(x: float) -> float:
@@ -170,8 +205,20 @@ class _server:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != "LEADML_API_KEY"}
-        cmd = [sys.executable, "-m", "leadml", "serve", "--model", self.model_dir, "--db", self.db_url,
-               "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "leadml",
+            "serve",
+            "--model",
+            self.model_dir,
+            "--db",
+            self.db_url,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -260,28 +307,46 @@ def _concurrent(base: str, bodies: list, clients: int, seconds: float, cap: int)
         t.join()
     wall = time.perf_counter() - start
     flat = np.array([x for lat in latencies for x in lat])
-    return _stats(flat) | {"clients": clients, "seconds": _r(wall), "errors": int(errors[0]),
-                           "requests_per_s": round(len(flat) / wall, 1)}
+    return _stats(flat) | {
+        "clients": clients,
+        "seconds": _r(wall),
+        "errors": int(errors[0]),
+        "requests_per_s": round(len(flat) / wall, 1),
+    }
 
 
 def _machine() -> dict:
     import platform
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg(),
+    }
 
 
 def _model_info(model, model_dir: str) -> dict:
     size = getattr(model.model, "size", {})
-    return {"dir": model_dir, "version": model.version, "kind": model.kind, **size,
-            "features": len(model.spec.names), "event_types": len(model.spec.event_types)}
+    return {
+        "dir": model_dir,
+        "version": model.version,
+        "kind": model.kind,
+        **size,
+        "features": len(model.spec.names),
+        "event_types": len(model.spec.event_types),
+    }
 
 
 def _print(report: dict, args: argparse.Namespace) -> None:
     m, mach = report["model"], report["machine"]
-    print(f"\nleadml serve benchmark  (python {mach['python']}, {mach['cpus']} CPUs, "
-          f"load average before {mach['load_before'][0]:.1f}, after {mach['load_after'][0]:.1f})")
-    print(f"model {m['version']} ({m['kind']}, {m.get('trees', '?')} trees x {m.get('leaves', '?')} leaves, "
-          f"{m['features']} features); {report['leads']} distinct open leads with their events")
+    print(
+        f"\nleadml serve benchmark  (python {mach['python']}, {mach['cpus']} CPUs, "
+        f"load average before {mach['load_before'][0]:.1f}, after {mach['load_after'][0]:.1f})"
+    )
+    print(
+        f"model {m['version']} ({m['kind']}, {m.get('trees', '?')} trees x {m.get('leaves', '?')} leaves, "
+        f"{m['features']} features); {report['leads']} distinct open leads with their events"
+    )
     rows = [
         ("in-process score_one (dict -> score + reasons)", report["in_process"]["score_one"]),
         ("in-process score_leads, one-row frame", report["in_process"]["score_leads_one_row"]),
@@ -290,11 +355,17 @@ def _print(report: dict, args: argparse.Namespace) -> None:
     ]
     print(f"{'':52s} {'n':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
     for name, s in rows:
-        print(f"{name:52s} {s['n']:6d} {s['p50_ms']:8.2f} {s['p90_ms']:8.2f} {s['p99_ms']:8.2f} {s['max_ms']:8.2f}")
+        print(
+            f"{name:52s} {s['n']:6d} {s['p50_ms']:8.2f} {s['p90_ms']:8.2f} {s['p99_ms']:8.2f} {s['max_ms']:8.2f}"
+        )
     seq, conc = report["sequential"], report["concurrent"]
-    print(f"sequential: {seq['requests_per_s']} req/s, server CPU {seq.get('server_cpu_ms_per_request', '?')} ms "
-          f"per request, {seq['mismatches']} answers differing from score_one")
-    print(f"concurrent: {conc['requests_per_s']} req/s over {conc['seconds']} s, {conc['errors']} errors")
+    print(
+        f"sequential: {seq['requests_per_s']} req/s, server CPU {seq.get('server_cpu_ms_per_request', '?')} ms "
+        f"per request, {seq['mismatches']} answers differing from score_one"
+    )
+    print(
+        f"concurrent: {conc['requests_per_s']} req/s over {conc['seconds']} s, {conc['errors']} errors"
+    )
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def client(trained_bundle, scored_db, small_config):
 
 def body_for(lead: dict, events: pd.DataFrame | None, spec, as_of=AS_OF) -> dict:
     """A /v1/score body for a lead row (JSON types only, like a CRM would send)."""
+
     def plain(v):
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
             return None
@@ -67,10 +68,18 @@ def body_for(lead: dict, events: pd.DataFrame | None, spec, as_of=AS_OF) -> dict
 
     out = {"lead_id": plain(lead["lead_id"]), "created_at": lead["created_at"].isoformat()}
     out.update({c: plain(lead.get(c)) for c in spec.attribute_columns})
-    evs = [] if events is None else [
-        {"occurred_at": e["occurred_at"].isoformat(), "event_type": e["event_type"], "value": plain(e["value"])}
-        for e in events.to_dict("records")
-    ]
+    evs = (
+        []
+        if events is None
+        else [
+            {
+                "occurred_at": e["occurred_at"].isoformat(),
+                "event_type": e["event_type"],
+                "value": plain(e["value"]),
+            }
+            for e in events.to_dict("records")
+        ]
+    )
     return {"lead": out, "events": evs, "as_of": as_of.isoformat()}
 
 
@@ -88,11 +97,17 @@ def test_http_score_equals_score_leads(client, dataset, lead_model):
     sample = sample.drop_duplicates("lead_id")
     expected = score_leads(lead_model, sample, events, AS_OF).set_index("lead_id")
     for lead in sample.to_dict("records"):
-        r = client.post("/v1/score", json=body_for(lead, events_of(events, lead["lead_id"]), lead_model.spec))
+        r = client.post(
+            "/v1/score", json=body_for(lead, events_of(events, lead["lead_id"]), lead_model.spec)
+        )
         assert r.status_code == 200, r.text
         got, want = r.json(), expected.loc[lead["lead_id"]]
         assert got["lead_id"] == lead["lead_id"]
-        assert (got["score"], got["grade"], got["probability"]) == (want.score, want.grade, want.probability)
+        assert (got["score"], got["grade"], got["probability"]) == (
+            want.score,
+            want.grade,
+            want.probability,
+        )
         assert got["reasons"] == json.loads(want.reasons)
         assert got["model_version"] == lead_model.version
     assert expected.score.nunique() > 3  # the sample is not all one score
@@ -124,10 +139,17 @@ def test_single_row_features_equal_batch_features(dataset, lead_model):
     leads, events = dataset
     sample = leads.sample(300, random_state=5)
     X = build_features(lead_model.spec, sample, events[events.lead_id.isin(sample.lead_id)], AS_OF)
-    rows = np.vstack([
-        build_row(lead_model.spec, lead, events[events.lead_id == lead["lead_id"]].to_dict("records"), AS_OF)
-        for lead in sample.to_dict("records")
-    ])
+    rows = np.vstack(
+        [
+            build_row(
+                lead_model.spec,
+                lead,
+                events[events.lead_id == lead["lead_id"]].to_dict("records"),
+                AS_OF,
+            )
+            for lead in sample.to_dict("records")
+        ]
+    )
     recency = np.array([f.kind == "recency" for f in lead_model.spec.features])
     np.testing.assert_array_equal(rows[:, ~recency], X[:, ~recency])
     np.testing.assert_allclose(rows[:, recency], X[:, recency], rtol=0, atol=1e-9)
@@ -183,20 +205,50 @@ def test_stored_score_without_table_is_404(trained_bundle, small_db_url, small_c
 
 
 def good_lead() -> dict:
-    return {"lead_id": 42, "created_at": "2026-06-01T09:00:00Z", "source": "referral", "budget": 5000.0}
+    return {
+        "lead_id": 42,
+        "created_at": "2026-06-01T09:00:00Z",
+        "source": "referral",
+        "budget": 5000.0,
+    }
 
 
 BAD_BODIES = [
     ({"lead": {**good_lead(), "colour": "red"}}, 422, "lead.colour", "Extra inputs"),
     ({"lead": {**good_lead(), "budget": "lots"}}, 422, "lead.budget", "valid number"),
     ({"lead": {**good_lead(), "source": ["a"]}}, 422, "lead.source", "valid string"),
-    ({"lead": {k: v for k, v in good_lead().items() if k != "created_at"}}, 422, "lead.created_at", "required"),
-    ({"lead": {k: v for k, v in good_lead().items() if k != "lead_id"}}, 422, "lead.lead_id", "required"),
-    ({"lead": {**good_lead(), "lead_id": {"x": 1}}}, 422, "lead.lead_id", "integer or a non-empty text"),
+    (
+        {"lead": {k: v for k, v in good_lead().items() if k != "created_at"}},
+        422,
+        "lead.created_at",
+        "required",
+    ),
+    (
+        {"lead": {k: v for k, v in good_lead().items() if k != "lead_id"}},
+        422,
+        "lead.lead_id",
+        "required",
+    ),
+    (
+        {"lead": {**good_lead(), "lead_id": {"x": 1}}},
+        422,
+        "lead.lead_id",
+        "integer or a non-empty text",
+    ),
     ({"lead": {**good_lead(), "created_at": "yesterday"}}, 422, "lead.created_at", "datetime"),
     ({"lead": {**good_lead(), "created_at": "1066-10-14"}}, 422, "lead.created_at", "between"),
-    ({"lead": good_lead(), "events": [{"occurred_at": "2026-06-02"}]}, 422, "events[0].event_type", "required"),
-    ({"lead": good_lead(), "events": [{"occurred_at": "2026-06-02", "event_type": "x", "y": 1}]}, 422, "events[0].y", "Extra"),
+    (
+        {"lead": good_lead(), "events": [{"occurred_at": "2026-06-02"}]},
+        422,
+        "events[0].event_type",
+        "required",
+    ),
+    (
+        {"lead": good_lead(), "events": [{"occurred_at": "2026-06-02", "event_type": "x", "y": 1}]},
+        422,
+        "events[0].y",
+        "Extra",
+    ),
     ({"lead": good_lead(), "as_of": "soon"}, 422, "as_of", "datetime"),
     ({}, 422, "lead", "required"),
 ]
@@ -212,7 +264,7 @@ def test_bad_input_names_the_field(client, body, status, field, words):
 
 
 def test_non_finite_number_is_refused(client):
-    raw = json.dumps({"lead": good_lead()}).replace('5000.0', 'NaN')
+    raw = json.dumps({"lead": good_lead()}).replace("5000.0", "NaN")
     r = client.post("/v1/score", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422 and "lead.budget" in r.json()["error"]
 
@@ -226,7 +278,9 @@ def test_malformed_json_is_400(client, raw):
 
 def test_oversized_body_by_content_length_is_413(client, small_config):
     limit = small_config.serve.max_body_bytes
-    r = client.post("/v1/score", content=b" " * (limit + 1), headers={"content-type": "application/json"})
+    r = client.post(
+        "/v1/score", content=b" " * (limit + 1), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and f"{limit:,}" in r.json()["error"]
 
 
@@ -249,12 +303,19 @@ def test_batch_over_the_limit_is_422(trained_bundle, scored_db, small_config):
     with TestClient(create_app(trained_bundle, scored_db[0], config)) as c:
         items = [{"lead": {**good_lead(), "lead_id": i}} for i in range(4)]
         r = c.post("/v1/score/batch", json={"items": items})
-        assert r.status_code == 422 and "items" in r.json()["error"] and "at most 3" in r.json()["error"]
+        assert (
+            r.status_code == 422
+            and "items" in r.json()["error"]
+            and "at most 3" in r.json()["error"]
+        )
         assert c.post("/v1/score/batch", json={"items": items[:3]}).status_code == 200
 
 
 def test_a_bad_event_in_a_batch_names_its_position(client):
-    items = [{"lead": good_lead()}, {"lead": good_lead(), "events": [{"occurred_at": 5, "event_type": ""}]}]
+    items = [
+        {"lead": good_lead()},
+        {"lead": good_lead(), "events": [{"occurred_at": 5, "event_type": ""}]},
+    ]
     r = client.post("/v1/score/batch", json={"items": items})
     assert r.status_code == 422 and "items[1].events[0].event_type" in r.json()["error"]
 
@@ -283,7 +344,9 @@ def test_api_key_guards_api_admin_and_pages(trained_bundle, scored_db, small_con
         assert c.get("/leads?grade=cold").status_code == 200  # the cookie carries the key now
 
 
-def test_reload_swaps_the_model_and_in_flight_work_keeps_the_old(lead_model, trained_bundle, scored_db, small_config, tmp_path):
+def test_reload_swaps_the_model_and_in_flight_work_keeps_the_old(
+    lead_model, trained_bundle, scored_db, small_config, tmp_path
+):
     import copy
 
     from leadml.bundle import save_bundle
@@ -302,8 +365,15 @@ def test_reload_swaps_the_model_and_in_flight_work_keeps_the_old(lead_model, tra
         current.symlink_to(tmp_path / "second")
         r = c.post("/admin/reload")
         assert r.status_code == 200
-        assert r.json() == {"model_version": "second-version", "previous_version": lead_model.version, "swapped": True}
-        assert c.post("/v1/score", json={"lead": good_lead()}).json()["model_version"] == "second-version"
+        assert r.json() == {
+            "model_version": "second-version",
+            "previous_version": lead_model.version,
+            "swapped": True,
+        }
+        assert (
+            c.post("/v1/score", json={"lead": good_lead()}).json()["model_version"]
+            == "second-version"
+        )
         assert c.get("/readyz").json()["model_version"] == "second-version"
         assert score_one(held, good_lead())["model_version"] == lead_model.version
         metrics = c.get("/metrics").text
@@ -311,7 +381,9 @@ def test_reload_swaps_the_model_and_in_flight_work_keeps_the_old(lead_model, tra
         assert 'leadml_model_info{model_version="second-version"} 1.0' in metrics
 
 
-def test_reload_refuses_a_model_with_other_fields(lead_model, trained_bundle, scored_db, small_config, tmp_path):
+def test_reload_refuses_a_model_with_other_fields(
+    lead_model, trained_bundle, scored_db, small_config, tmp_path
+):
     import copy
 
     from leadml.bundle import save_bundle
@@ -347,16 +419,21 @@ def test_metrics_count_requests_latency_and_scores(trained_bundle, scored_db, sm
     assert response.headers["content-type"].startswith("text/plain")
     assert 'leadml_http_requests_total{method="POST",route="/v1/score",status="200"} 3.0' in text
     assert 'leadml_http_requests_total{method="POST",route="/v1/score",status="422"} 1.0' in text
-    assert 'leadml_http_requests_total{method="GET",route="/v1/leads/{lead_id}",status="404"} 1.0' in text
+    assert (
+        'leadml_http_requests_total{method="GET",route="/v1/leads/{lead_id}",status="404"} 1.0'
+        in text
+    )
     assert 'leadml_http_request_duration_seconds_count{route="/v1/score"} 4.0' in text
-    assert 'leadml_score_count 3.0' in text
+    assert "leadml_score_count 3.0" in text
     assert re.search(r'leadml_scored_leads_total\{grade="\w+"\} 3.0', text)
 
 
 def test_logs_carry_ids_but_no_lead_data(client, caplog):
     secret = "Zebra Secret Industries"
     with caplog.at_level(logging.DEBUG):
-        r = client.post("/v1/score", json={"lead": {**good_lead(), "source": secret, "lead_id": 777}})
+        r = client.post(
+            "/v1/score", json={"lead": {**good_lead(), "source": secret, "lead_id": 777}}
+        )
         assert r.status_code == 200
         client.post("/v1/score", json={"lead": {**good_lead(), "budget": secret}})
         client.get("/v1/leads/777")
@@ -371,7 +448,11 @@ def test_logs_carry_ids_but_no_lead_data(client, caplog):
 def test_health_and_readiness(client, lead_model, trained_bundle):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready == {"status": "ready", "model_version": lead_model.version, "model_ref": str(trained_bundle)}
+    assert ready == {
+        "status": "ready",
+        "model_version": lead_model.version,
+        "model_ref": str(trained_bundle),
+    }
 
 
 def test_openapi_has_the_spec_fields_and_docs_are_local(client, lead_model):
@@ -380,14 +461,18 @@ def test_openapi_has_the_spec_fields_and_docs_are_local(client, lead_model):
     assert set(lead["properties"]) == {"lead_id", "created_at", *lead_model.spec.attribute_columns}
     assert set(lead["required"]) == {"lead_id", "created_at"}
     assert lead["additionalProperties"] is False
-    assert {"/v1/score", "/v1/score/batch", "/v1/leads/{lead_id}", "/admin/reload"} <= set(spec["paths"])
+    assert {"/v1/score", "/v1/score/batch", "/v1/leads/{lead_id}", "/admin/reload"} <= set(
+        spec["paths"]
+    )
     docs = client.get("/docs").text
     assert "/static-offline-docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
     assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
 
 
 def test_leads_page_ranks_and_filters(client, scored_db):
-    scores = scored_db[1].sort_values(["score", "probability", "lead_id"], ascending=[False, False, True])
+    scores = scored_db[1].sort_values(
+        ["score", "probability", "lead_id"], ascending=[False, False, True]
+    )
     page = client.get("/leads")
     assert page.status_code == 200
     shown = [int(x) for x in re.findall(r'<td class="num score">(\d+)</td>', page.text)]
@@ -400,7 +485,7 @@ def test_leads_page_ranks_and_filters(client, scored_db):
     assert "Page 2 of" in cold and 'href="/leads?grade=cold&amp;page=1"' in cold
     source = scores.merge(read_dataset_leads(client), on="lead_id").source.iloc[0]
     by_source = client.get(f"/leads?source={source}").text
-    assert f"<option value=\"{source}\" selected>" in by_source
+    assert f'<option value="{source}" selected>' in by_source
 
 
 def read_dataset_leads(client) -> pd.DataFrame:
@@ -415,10 +500,12 @@ def test_lead_page_shows_stored_score_reasons_and_timeline(client, scored_db):
     page = client.get(f"/leads/{row.lead_id}").text
     reasons = json.loads(row.reasons)
     assert f'<span class="num">{row.score}</span>' in page
-    assert f'grade-{row.grade}' in page and "such leads converted within 30 days" in page
+    assert f"grade-{row.grade}" in page and "such leads converted within 30 days" in page
     for reason in reasons:
         assert reason["text"].replace("'", "&#39;") in page
-    assert len(re.findall(r'class="track" role="img" aria-label="[+-]?\d+ points"', page)) == len(reasons)
+    assert len(re.findall(r'class="track" role="img" aria-label="[+-]?\d+ points"', page)) == len(
+        reasons
+    )
     assert "Recent engagement" in page and "Stored score from model" in page
 
 
@@ -457,3 +544,65 @@ def test_serve_command_help():
     assert out.exit_code == 0
     for option in ("--model", "--db", "--host", "--port", "--config"):
         assert option in out.output
+
+
+@pytest.mark.postgres
+def test_postgres_lead_database(pg_url_required, small_config, lead_model, trained_bundle, dataset):
+    """Stored scores, the ranked list and a live-scored lead page on PostgreSQL (own schema)."""
+    import uuid
+
+    from leadml.config import override
+    from leadml.data.io import engine_for
+    from leadml.serve.app import create_app
+
+    schema = f"serve_{uuid.uuid4().hex[:10]}"
+    engine = engine_for(pg_url_required)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        leads, events = dataset
+        some = leads[leads.created_at >= AS_OF - pd.Timedelta(days=60)].head(80)
+        some_events = events[events.lead_id.isin(some.lead_id)]
+        scores = score_leads(lead_model, some[some.status == "open"], some_events, AS_OF)
+        tables = {
+            f"{schema}.leads": some,
+            f"{schema}.lead_events": some_events,
+            f"{schema}.lead_scores": scores,
+        }
+        write_tables(pg_url_required, tables)
+        config = override(
+            small_config,
+            data__leads_table=f"{schema}.leads",
+            data__events_table=f"{schema}.lead_events",
+        )
+        with TestClient(create_app(trained_bundle, pg_url_required, config)) as c:
+            top = scores.sort_values("score").iloc[-1]
+            got = c.get(f"/v1/leads/{top.lead_id}").json()
+            assert (got["score"], got["grade"], got["reasons"]) == (
+                top.score,
+                top.grade,
+                json.loads(top.reasons),
+            )
+            assert c.get("/v1/leads/not-a-number").status_code == 404
+            page = c.get("/leads?page=1").text
+            shown = [int(x) for x in re.findall(r'<td class="num score">(\d+)</td>', page)]
+            assert shown == sorted(scores.score, reverse=True)[:50]
+            closed = some[some.status != "open"].iloc[0]
+            live = c.get(f"/leads/{closed.lead_id}")
+            assert live.status_code == 200 and "Scored live just now" in live.text
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_detail_values_read_well():
+    from leadml.serve.pages import nice
+
+    assert [
+        nice(13120000.0),
+        nice(54.0),
+        nice(2.5),
+        nice(None),
+        nice(float("nan")),
+        nice("c_level"),
+    ] == ["13,120,000", "54", "2.5", "unknown", "unknown", "c level"]

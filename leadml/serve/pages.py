@@ -32,6 +32,7 @@ def templates():
     env = Jinja2Templates(directory=str(files("leadml.serve") / "templates"))
     env.env.filters["when"] = when
     env.env.filters["signed"] = signed
+    env.env.filters["nice"] = nice
     return env
 
 
@@ -188,6 +189,17 @@ def when(value: object) -> str:
         return ""
     text = value.isoformat(sep=" ") if hasattr(value, "isoformat") else str(value)
     return text[:16]
+
+
+def nice(value: object) -> str:
+    """A detail value for people: 13120000.0 -> '13,120,000', 2.50 -> '2.5', None -> 'unknown'."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "unknown"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value).replace("_", " ")
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def signed(points: int) -> str:

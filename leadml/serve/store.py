@@ -42,11 +42,12 @@ class Page:
 class LeadStore:
     """The lead database as the service reads it (leads, lead_events, lead_scores)."""
 
-    def __init__(self, url: str | None, data: DataConfig, scores_table: str = SCORES_TABLE):
+    def __init__(self, url: str | None, data: DataConfig) -> None:
         self.url = url
         self.leads_table = data.leads_table
         self.events_table = data.events_table
-        self.scores_table = scores_table
+        schema, _, _ = data.leads_table.rpartition(".")
+        self.scores_table = f"{schema}.{SCORES_TABLE}" if schema else SCORES_TABLE  # beside leads
         self._columns: dict[str, dict[str, bool]] = {}  # table -> column -> is integer
 
     # ------------------------------------------------------------ plumbing
