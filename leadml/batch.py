@@ -16,6 +16,7 @@ import os
 import socket
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from queue import Full, Queue
 
 import numpy as np
 import pandas as pd
@@ -54,15 +56,6 @@ from leadml.schema import utc_now
 
 SCORES, HISTORY, RUNS, LOCKS = "lead_scores", "lead_score_history", "scoring_runs", "scoring_lock"
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
-WRITE_COLUMNS = [
-    "lead_id",
-    "probability",
-    "score",
-    "grade",
-    "reasons",
-    "model_version",
-    "scored_at",
-]
 LOCK_NAME = "leadml-score"
 LOCK_STALE_AFTER = pd.Timedelta(minutes=30)  # a lock row from another host without heartbeat
 IN_LIST_BATCH = 900  # ids per IN (...) list, under SQLite's variable limit everywhere
@@ -211,7 +204,7 @@ def local_source(plan: ScoringPlan) -> Iterator[pd.DataFrame]:
     """The single-machine engine: each page of leads scored by THE inference path."""
     from leadml.predict import score_leads
 
-    for leads, events in plan.pages():
+    for leads, events in prefetched(plan.pages()):
         yield score_leads(
             plan.model,
             leads,
@@ -220,6 +213,45 @@ def local_source(plan: ScoringPlan) -> Iterator[pd.DataFrame]:
             scored_at=plan.scored_at,
             chunk_size=max(len(leads), 1),
         )
+
+
+def prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """`items` produced by a background thread `depth` ahead: the next page is read while this one
+    is scored (LightGBM releases the GIL); errors are raised here, in order."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    thread = threading.Thread(target=_produce, args=(items, queue, stop), daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = queue.get()
+            if kind == "error":
+                raise item
+            if kind == "done":
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _produce(items: Iterator, queue: Queue, stop: threading.Event) -> None:
+    def put(kind: str, item: object) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put((kind, item), timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    try:
+        for item in items:
+            if not put("item", item):
+                return
+        put("done", None)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        put("error", exc)
 
 
 def default_model_ref(config: Config) -> str:
@@ -278,7 +310,24 @@ def score_tables(id_kind: str = "int") -> MetaData:
         *_score_columns(),
         Index("ix_lead_score_history_lead_id", "lead_id", "scored_at"),
     )
+    _runs_table(md, lead_id)
     Table(
+        LOCKS,
+        md,
+        Column("name", Text, primary_key=True),
+        Column("token", Text, nullable=False),
+        Column("host", Text),
+        Column("pid", Integer),
+        Column("process_start", Text),
+        Column("acquired_at", DateTime),
+        Column("heartbeat_at", DateTime),
+    )
+    return md
+
+
+def _runs_table(md: MetaData, lead_id) -> Table:
+    """scoring_runs: one row per run, with its progress marker (last_lead_id) and counts."""
+    return Table(
         RUNS,
         md,
         Column("run_id", Text, primary_key=True),
@@ -301,18 +350,6 @@ def score_tables(id_kind: str = "int") -> MetaData:
         Column("error", Text),
         Index("ix_scoring_runs_status_as_of", "status", "as_of"),
     )
-    Table(
-        LOCKS,
-        md,
-        Column("name", Text, primary_key=True),
-        Column("token", Text, nullable=False),
-        Column("host", Text),
-        Column("pid", Integer),
-        Column("process_start", Text),
-        Column("acquired_at", DateTime),
-        Column("heartbeat_at", DateTime),
-    )
-    return md
 
 
 def _score_columns() -> list[Column]:
@@ -679,7 +716,7 @@ def write_chunk(url: str, state: RunState, lock, scores: pd.DataFrame) -> Counte
     """History rows, current-score upserts and the run's progress marker: one transaction."""
     ids = scores["lead_id"].to_numpy()
     first, last = _py_id(ids[0]), _py_id(ids[-1])
-    if state.last_lead_id is not None and not _after(first, state.last_lead_id):
+    if _not_after(first, state.last_lead_id):
         raise ScoringError(
             f"table '{HISTORY}': chunk starting at lead_id {first!r} is not past the run's "
             f"marker {state.last_lead_id!r} (chunks must come in lead_id order)"
@@ -760,11 +797,10 @@ def _upsert_current(conn: Connection, run_id: str, first: object, last: object) 
     )
 
 
-def _after(a: object, b: object) -> bool:
-    try:
-        return a > b
-    except TypeError:
-        return str(a) > str(b)
+def _not_after(first: object, marker: object) -> bool:
+    """An integer chunk that does not start past the marker (text ids follow the database's
+    collation, which Python cannot check)."""
+    return isinstance(first, int) and isinstance(marker, int) and first <= marker
 
 
 # ---------------------------------------------------------------- dry run and summary

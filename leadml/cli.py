@@ -112,6 +112,26 @@ def train_cmd(
     print_training_summary(result)
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = None,
+    folds: Annotated[int | None, typer.Option("--folds", min=2, help="Number of folds (default: config split.folds).")] = None,
+    stratified: Annotated[bool, typer.Option("--stratified", help="Stratified K-fold even for data in time order.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", help="Also write the results as JSON to this file.")] = None,
+) -> None:
+    """Repeated forward-in-time folds (or stratified K-fold): leadml and both baselines, mean and spread."""
+    from leadml.backtest import print_backtest, run_backtest
+    from leadml.console import progress_log
+
+    with progress_log() as log:
+        result = run_backtest(_config(config), url=db, folds=folds, stratified=stratified, log=log)
+    print_backtest(result)
+    if output is not None:
+        output.write_text(result.to_json())
+        typer.echo(f"results: {output}")
+
+
 @app.command("explain")
 def explain_cmd(
     lead_id: Annotated[str, typer.Argument(help="The lead to explain.")],

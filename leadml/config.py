@@ -95,11 +95,18 @@ class LightGBMConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    candidates: list[Literal["lightgbm", "logistic"]] = Field(
-        default_factory=lambda: ["lightgbm", "logistic"]
+    candidates: list[Literal["lightgbm", "logistic", "naive_bayes", "blend"]] = Field(
+        default_factory=lambda: ["lightgbm", "logistic", "naive_bayes", "blend"],
+        description="chosen by validation ROC AUC, the simplest within 0.002 of the best; blend: "
+        "log-odds average of lightgbm and logistic, weight chosen on validation",
     )
     lightgbm: LightGBMConfig = LightGBMConfig()
     logistic_c: float = Field(0.1, gt=0)
+    refit: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="refit the chosen candidate on training + validation rows; auto: when the "
+        "screen finds drift, i.e. when the latest period holds what training lacks",
+    )
     seed: int = 42
     threads: int = Field(0, ge=0, description="0: LightGBM's default")
 
@@ -108,6 +115,18 @@ class ScreeningConfig(_Frozen):
     drift_psi: float = Field(0.25, gt=0, description="PSI train vs latest period flagged above this")
     drift_action: Literal["report", "drop"] = "report"
     leak_auc: float = Field(0.95, gt=0.5, lt=1, description="single-feature AUC flagged above this")
+    leak_share: float = Field(
+        0.35, gt=0, le=1, description="a feature with this share of a quick model's gain is tested"
+    )
+    leak_auc_drop: float = Field(
+        0.05, gt=0, lt=0.5, description="... and flagged when dropping it costs this much holdout AUC"
+    )
+    leak_gap: float = Field(
+        0.5, gt=0, le=1, description="... that is at least this share of 1 - AUC without it"
+    )
+    allow: list[str] = Field(
+        default_factory=list, description="features you vouch for: never flagged as leaks"
+    )
     fail_on_leak: bool = False
 
 

@@ -1,6 +1,6 @@
-"""Model factories and fitting: LightGBM (default) and a regularised logistic regression.
+"""Model factories and fitting: LightGBM, a regularised logistic regression, naive Bayes, a blend.
 
-Both models expose the same two methods, so calibration, reasons in points, predict and the
+Every model exposes the same two methods, so calibration, reasons in points, predict and the
 pyfunc wrapper work the same whichever wins: `margin(X)` (log-odds) and `contributions(X)`
 (per-feature log-odds contributions plus a last column holding the baseline margin; exact:
 TreeSHAP for trees, w * (z - mean z) for the linear model).
@@ -103,6 +103,21 @@ def fit_lightgbm(
     import lightgbm as lgb
 
     _check_labels(y, "training")
+    cats = spec.categorical_indices
+    train = lgb.Dataset(X, y, feature_name=spec.names, categorical_feature=cats, free_raw_data=False)
+    valid = lgb.Dataset(X_valid, y_valid, reference=train, categorical_feature=cats)
+    booster = lgb.train(
+        _lgb_params(spec, cfg),
+        train,
+        num_boost_round=cfg.lightgbm.num_boost_round,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(cfg.lightgbm.early_stopping_rounds, verbose=False)],
+    )
+    booster.free_dataset()
+    return TreeModel(booster=booster, threads=cfg.threads)
+
+
+def _lgb_params(spec: FeatureSpec, cfg: ModelConfig) -> dict:
     params = {
         "objective": "binary",
         "verbosity": -1,
@@ -115,16 +130,19 @@ def fit_lightgbm(
     monotone = _monotone(spec, cfg.lightgbm.monotone_increasing)
     if any(monotone):
         params["monotone_constraints"] = monotone
-    cats = spec.categorical_indices
-    train = lgb.Dataset(X, y, feature_name=spec.names, categorical_feature=cats, free_raw_data=False)
-    valid = lgb.Dataset(X_valid, y_valid, reference=train, categorical_feature=cats)
-    booster = lgb.train(
-        params,
-        train,
-        num_boost_round=cfg.lightgbm.num_boost_round,
-        valid_sets=[valid],
-        callbacks=[lgb.early_stopping(cfg.lightgbm.early_stopping_rounds, verbose=False)],
-    )
+    return params
+
+
+def refit_lightgbm(model: TreeModel, fitted_rows: int, X: np.ndarray, y: np.ndarray,
+                   spec: FeatureSpec, cfg: ModelConfig) -> TreeModel:
+    """The same booster settings on more rows, with the early-stopped tree count scaled to them."""
+    import lightgbm as lgb
+
+    _check_labels(y, "training")
+    best = model.booster.best_iteration or model.booster.current_iteration()
+    rounds = max(1, round(best * len(y) / max(fitted_rows, 1)))
+    data = lgb.Dataset(X, y, feature_name=spec.names, categorical_feature=spec.categorical_indices)
+    booster = lgb.train(_lgb_params(spec, cfg), data, num_boost_round=rounds)
     booster.free_dataset()
     return TreeModel(booster=booster, threads=cfg.threads)
 
@@ -143,16 +161,81 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConf
     )
     model = LinearModel(kinds, levels, fill, np.zeros(0), np.ones(0), np.zeros(0, np.int64))
     owner = np.concatenate(
-        [np.full(lv + 1 if k == "categorical" else 2, j) for j, (k, lv) in enumerate(zip(kinds, levels))]
+        [np.full(lv + 1 if k == "categorical" else 2, j) for j, (k, lv) in enumerate(zip(kinds, levels, strict=False))]
     ).astype(np.int64) if kinds else np.zeros(0, np.int64)
     model.owner = owner
     model.mean, model.scale = np.zeros(len(owner)), np.ones(len(owner))
     raw = model.design(X)
     model.mean = raw.mean(axis=0)
-    model.scale = np.where(raw.std(axis=0) > 1e-12, raw.std(axis=0), 1.0)
+    # one-hot columns are centred but stay 0/1: scaling them would loosen the penalty on rare levels
+    onehot = np.array([kinds[j] == "categorical" for j in owner], dtype=bool)
+    std = raw.std(axis=0)
+    model.scale = np.where(onehot | (std <= 1e-12), 1.0, std)
     lr = LogisticRegression(C=cfg.logistic_c, max_iter=2000, random_state=cfg.seed)
     lr.fit(model.design(X), y)
     model.coef, model.intercept = lr.coef_[0].copy(), float(lr.intercept_[0])
+    return model
+
+
+@dataclass
+class NaiveBayesModel:
+    """Frequency naive Bayes in the manner of Odoo CRM: each feature's value adds its evidence.
+
+    Per feature, log P(bin | converted) / P(bin | not) with Laplace smoothing (numerics in
+    training-quantile bins, missing its own bin); the terms are centred on training, so the
+    contributions are the terms themselves and the bias holds the prior. Effects are marginal,
+    not conditional: cruder than the others, but steady when the latest period moves.
+    """
+
+    edges: list  # per feature: None (categorical codes) or numeric bin edges
+    tables: list  # per feature: centred log-likelihood ratio by bin (0 = missing)
+    bias: float
+    kind: str = "naive_bayes"
+
+    def _codes(self, j: int, x: np.ndarray) -> np.ndarray:
+        edges = self.edges[j]
+        codes = x + 1 if edges is None else np.searchsorted(edges, x, side="right") + 1
+        codes = np.where(np.isnan(x), 0, codes)
+        return np.clip(codes, 0, len(self.tables[j]) - 1).astype(np.int64)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        out = np.empty((len(X), len(self.tables) + 1))
+        for j, table in enumerate(self.tables):
+            out[:, j] = table[self._codes(j, X[:, j])]
+        out[:, -1] = self.bias
+        return out
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        return self.contributions(X).sum(axis=1)
+
+    @property
+    def size(self) -> dict:
+        return {"bins": int(sum(len(t) for t in self.tables))}
+
+
+def fit_naive_bayes(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConfig,
+                    bins: int = 10) -> NaiveBayesModel:
+    """Naive Bayes on the same feature matrix: categorical codes and numeric quantile bins."""
+    _check_labels(y, "training")
+    edges: list = []
+    for j, info in enumerate(spec.features):
+        finite = X[~np.isnan(X[:, j]), j]
+        if info.kind == "categorical" or not len(finite):
+            edges.append(None)
+        else:
+            edges.append(np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])))
+    sizes = [len(spec.categories[f.name]) + 2 if e is None and f.kind == "categorical"
+             else (2 if e is None else len(e) + 2) for f, e in zip(spec.features, edges, strict=True)]
+    model = NaiveBayesModel(edges, [np.zeros(k) for k in sizes], 0.0)
+    pos, bias = y == 1, float(np.log((y == 1).sum() + 1) - np.log((y == 0).sum() + 1))
+    for j, k in enumerate(sizes):
+        codes = model._codes(j, X[:, j])
+        won = np.bincount(codes[pos], minlength=k) + 1.0
+        lost = np.bincount(codes[~pos], minlength=k) + 1.0
+        table = np.log(won / won.sum()) - np.log(lost / lost.sum())
+        centre = float(table[codes].mean())
+        model.tables[j], bias = table - centre, bias + centre
+    model.bias = bias
     return model
 
 
@@ -167,6 +250,48 @@ def _check_labels(y: np.ndarray, what: str) -> None:
 
 
 @dataclass
+class BlendModel:
+    """A weighted average of candidates' log-odds; contributions combine the same way (exact)."""
+
+    parts: list
+    weights: list[float]
+    kind: str = "blend"
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        return sum(w * part.margin(X) for part, w in zip(self.parts, self.weights, strict=True))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        return sum(w * part.contributions(X) for part, w in zip(self.parts, self.weights, strict=True))
+
+    @property
+    def threads(self) -> int:
+        return max((getattr(part, "threads", 0) for part in self.parts), default=0)
+
+    @threads.setter
+    def threads(self, value: int) -> None:
+        for part in self.parts:
+            if hasattr(part, "threads"):
+                part.threads = value
+
+    @property
+    def size(self) -> dict:
+        return {f"{part.kind} x {w:.2f}": part.size for part, w in zip(self.parts, self.weights, strict=True)}
+
+
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+SIMPLICITY = {"naive_bayes": 0, "logistic": 1, "lightgbm": 2, "blend": 3}
+
+
+def blend_on_validation(tree: TreeModel, linear: LinearModel, X_valid: np.ndarray,
+                        y_valid: np.ndarray) -> BlendModel:
+    """Blend of the two models; the tree's weight (0.25, 0.5, 0.75) is the best on validation."""
+    m_tree, m_linear = tree.margin(X_valid), linear.margin(X_valid)
+    aucs = [roc_auc_score(y_valid, w * m_tree + (1 - w) * m_linear) for w in BLEND_WEIGHTS]
+    w = BLEND_WEIGHTS[int(np.argmax(aucs))]
+    return BlendModel([tree, linear], [w, 1 - w])
+
+
+@dataclass
 class Candidate:
     """A fitted candidate and how it did on the validation slice."""
 
@@ -174,6 +299,7 @@ class Candidate:
     model: object
     valid_auc: float
     valid_log_loss: float
+    fitted_rows: int = 0
 
 
 def fit_candidates(
@@ -186,27 +312,55 @@ def fit_candidates(
 ) -> list[Candidate]:
     """Fit every configured candidate; scored on the validation slice (the latest before test)."""
     _check_labels(y_valid, "validation")
+    needed = set(cfg.candidates) | ({"lightgbm", "logistic"} if "blend" in cfg.candidates else set())
+    models: dict[str, object] = {}
+    if "lightgbm" in needed:
+        models["lightgbm"] = fit_lightgbm(X, y, X_valid, y_valid, spec, cfg)
+    if "logistic" in needed:
+        models["logistic"] = fit_logistic(X, y, spec, cfg)
+    if "naive_bayes" in needed:
+        models["naive_bayes"] = fit_naive_bayes(X, y, spec, cfg)
+    if "blend" in needed:
+        models["blend"] = blend_on_validation(models["lightgbm"], models["logistic"], X_valid, y_valid)
     out = []
-    for name in cfg.candidates:
-        if name == "lightgbm":
-            model = fit_lightgbm(X, y, X_valid, y_valid, spec, cfg)
-        else:
-            model = fit_logistic(X, y, spec, cfg)
-        margin = model.margin(X_valid)
-        out.append(Candidate(name, model, float(roc_auc_score(y_valid, margin)), _log_loss(y_valid, margin)))
+    for name in dict.fromkeys(cfg.candidates):
+        margin = models[name].margin(X_valid)
+        out.append(Candidate(name, models[name], float(roc_auc_score(y_valid, margin)),
+                             _log_loss(y_valid, margin), len(y)))
     return out
 
 
 def choose(candidates: list[Candidate], tolerance: float = 0.002) -> tuple[Candidate, str]:
-    """The candidate with the best validation ROC AUC; LightGBM only when it wins by a margin."""
+    """The best validation ROC AUC; the simplest candidate within `tolerance` of it wins ties."""
     best = max(candidates, key=lambda c: c.valid_auc)
-    simple = [c for c in candidates if c.name == "logistic"]
-    if best.name != "logistic" and simple and best.valid_auc - simple[0].valid_auc < tolerance:
-        best = simple[0]
-        why = f"logistic within {tolerance} validation AUC of the best: the simpler model wins ties"
+    close = [c for c in candidates if best.valid_auc - c.valid_auc < tolerance]
+    simplest = min(close, key=lambda c: SIMPLICITY.get(c.name, 9))
+    if simplest is not best:
+        why = (f"{simplest.name} within {tolerance} validation ROC AUC of {best.name} "
+               f"({simplest.valid_auc:.4f} vs {best.valid_auc:.4f}): the simpler model wins ties")
     else:
         why = f"{best.name} had the best validation ROC AUC ({best.valid_auc:.4f})"
-    return best, why
+    return simplest, why
+
+
+def refit(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec,
+          cfg: ModelConfig) -> object:
+    """The chosen model fitted again, same settings, on more rows (training + validation)."""
+    return _refit_model(candidate.model, candidate.fitted_rows, X, y, spec, cfg)
+
+
+def _refit_model(model: object, fitted_rows: int, X: np.ndarray, y: np.ndarray,
+                 spec: FeatureSpec, cfg: ModelConfig) -> object:
+    if isinstance(model, TreeModel):
+        return refit_lightgbm(model, fitted_rows, X, y, spec, cfg)
+    if isinstance(model, LinearModel):
+        return fit_logistic(X, y, spec, cfg)
+    if isinstance(model, NaiveBayesModel):
+        return fit_naive_bayes(X, y, spec, cfg)
+    if isinstance(model, BlendModel):
+        parts = [_refit_model(part, fitted_rows, X, y, spec, cfg) for part in model.parts]
+        return BlendModel(parts, list(model.weights))
+    raise TrainingError(f"cannot refit a model of kind {getattr(model, 'kind', type(model).__name__)!r}")
 
 
 def _log_loss(y: np.ndarray, margin: np.ndarray) -> float:

@@ -34,9 +34,9 @@ from leadml.features import (
     table_snapshots,
 )
 from leadml.report import metrics_json as metrics_json  # re-exported; lives in report.py
-from leadml.screen import Screening, screen_features
+from leadml.screen import Screening, post_outcome_columns, screen_features
 from leadml.split import TEST, TRAIN, VALID, choose_method, split_snapshots
-from leadml.train import choose, fit_candidates
+from leadml.train import choose, fit_candidates, refit
 
 Log = Callable[[str], None]
 
@@ -106,7 +106,9 @@ def fit_model(config: Config, prep: Prepared, version: str, log: Log = print, *,
     """Screen, fit the candidates, choose on the validation slice, calibrate, set grades."""
     X_tr, y_tr = prep.part(TRAIN)
     X_va, y_va = prep.part(VALID)
-    screening = screen_features(prep.spec, X_tr, y_tr, X_va, config.screening)
+    screening = screen_features(prep.spec, X_tr, y_tr, X_va, config.screening,
+                                **_age_groups(prep), seed=config.model.seed)
+    screening.notes += [f"Column '{c}' {why}." for c, why in post_outcome_columns(prep.leads, prep.snapshots).items()]
     _report_screening(screening, config, log)
     drop_features(prep, screening.dropped)
     X_tr, _ = prep.part(TRAIN)
@@ -114,14 +116,23 @@ def fit_model(config: Config, prep: Prepared, version: str, log: Log = print, *,
     t0 = time.perf_counter()
     candidates = fit_candidates(X_tr, y_tr, X_va, y_va, prep.spec, config.model)
     best, why = choose(candidates)
-    log(f"candidates: " + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates) + f" -> {best.name}")
-    calibrator, cal_info = fit_calibrator(best.model.margin(X_va), y_va, config.calibration.method)
-    train_scores = to_score(calibrator.predict(best.model.margin(X_tr)))
+    log("candidates: " + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates) + f" -> {best.name}")
+    final, refit_info = _refit(best, prep, config, bool(screening.drifted), log)
+    # calibrated on the validation slice as scored by the model that never saw it (before any refit)
+    margin_va = best.model.margin(X_va)
+    calibrator, cal_info = fit_calibrator(margin_va, y_va, config.calibration.method)
+    if refit_info and config.calibration.method == "auto" and calibrator.method == "isotonic":
+        calibrator, _ = fit_calibrator(margin_va, y_va, "platt")
+        cal_info = {**cal_info, "method": "platt", "why": "refit: the new margins can leave isotonic's "
+                    "knots, where its steps clip and tie; Platt keeps their order"}
+    train_scores = to_score(calibrator.predict(final.margin(X_tr)))
     grades = grade_thresholds(config.grades, train_scores, previous=previous_grades)
-    model = LeadModel(prep.spec, best.model, calibrator, grades, version,
-                      config.explain.top_positive, config.explain.top_negative)
+    model = LeadModel(prep.spec, final, calibrator, grades, version,
+                      config.explain.top_positive, config.explain.top_negative,
+                      metadata={"refit": refit_info})
     info = {
         "chosen": best.name, "chosen_because": why, "fit_seconds": time.perf_counter() - t0,
+        "refit": refit_info,
         "candidates": [{"name": c.name, "valid_auc": c.valid_auc, "valid_log_loss": c.valid_log_loss,
                         "size": c.model.size} for c in candidates],
         "calibration": cal_info, "screening": screening.__dict__,
@@ -129,12 +140,37 @@ def fit_model(config: Config, prep: Prepared, version: str, log: Log = print, *,
     return model, info
 
 
+def _refit(best, prep: Prepared, config: Config, drifted: bool, log: Log) -> tuple[object, dict | None]:
+    """The chosen candidate refitted on training + validation rows (model.refit), else as is."""
+    if config.model.refit == "never" or (config.model.refit == "auto" and not drifted):
+        return best.model, None
+    rows = (prep.split == TRAIN) | (prep.split == VALID)
+    t0 = time.perf_counter()
+    model = refit(best, prep.X[rows], prep.y[rows], prep.spec, config.model)
+    log(f"refit: {best.name} on {int(rows.sum()):,} training + validation rows")
+    return model, {"rows": int(rows.sum()), "seconds": time.perf_counter() - t0}
+
+
+def _age_groups(prep: Prepared) -> dict:
+    """Snapshot age in whole days per row of the training and validation slices (time data)."""
+    if "created_at" not in prep.leads.columns:
+        return {}
+    created = prep.leads["created_at"].to_numpy()[prep.snapshots["row"].to_numpy()]
+    age = np.rint((prep.snapshots["as_of"].to_numpy() - created) / np.timedelta64(1, "D"))
+    return {"groups_train": age[prep.split == TRAIN], "groups_latest": age[prep.split == VALID]}
+
+
 def _report_screening(s: Screening, config: Config, log: Log) -> None:
-    if s.leaks:
-        log(f"LEAK WARNING: feature(s) {s.leaks} predict the label almost alone "
-            f"(single-feature AUC >= {config.screening.leak_auc}); dropped. Check they are known before the outcome.")
-        if config.screening.fail_on_leak:
-            raise TrainingError(f"leaking feature(s) {s.leaks} (screening.fail_on_leak is true)")
+    action = "the run fails (screening.fail_on_leak)" if config.screening.fail_on_leak else "dropped"
+    for note in s.notes:
+        log(f"LEAK WARNING: {note}")
+    for name in s.leaks:
+        s.notes.append(f"Leak warning: feature '{name}' {s.leak_reasons.get(name, '')}.")
+        log(f"LEAK WARNING: feature '{name}' {s.leak_reasons.get(name, 'predicts the label almost alone')}. "
+            f"Is it known before the outcome? {action}; declare known leaks in data.leaking.")
+    if s.leaks and config.screening.fail_on_leak:
+        reasons = "; ".join(f"'{n}' {s.leak_reasons.get(n, '')}".strip() for n in s.leaks)
+        raise TrainingError(f"leaking feature(s) {s.leaks} (screening.fail_on_leak is true): {reasons}")
     if s.drifted:
         action = "dropped" if config.screening.drift_action == "drop" else "kept (screening.drift_action: report)"
         log(f"drift: {s.drifted} differ between the training period and the latest period (PSI > {config.screening.drift_psi}); {action}")
@@ -148,8 +184,10 @@ def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
     if len(y_te) == 0 or len(np.unique(y_te)) < 2:
         raise TrainingError(f"the test slice has {len(y_te)} rows and {int(y_te.sum())} conversions: need both classes")
     p_te = model.calibrator.predict(model.model.margin(X_te))
-    lr = fit_logistic_baseline(X_tr, y_tr, prep.spec, config.model.seed)
-    nb = fit_naive_bayes_baseline(X_tr, y_tr, prep.spec)
+    refitted = bool(model.metadata.get("refit"))
+    fit_rows = (prep.split == TRAIN) | ((prep.split == VALID) & refitted)  # the rows leadml was fitted on
+    lr = fit_logistic_baseline(prep.X[fit_rows], prep.y[fit_rows], prep.spec, config.model.seed)
+    nb = fit_naive_bayes_baseline(prep.X[fit_rows], prep.y[fit_rows], prep.spec)
     scores = to_score(p_te)
     grades = model.grades.grade(scores)
     rates = {"train": float(y_tr.mean()), "valid": float(y_va.mean()), "test": float(y_te.mean())}
@@ -166,7 +204,7 @@ def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
         "by_grade": {g: {"n": int((grades == g).sum()), "rate": float(y_te[grades == g].mean()) if (grades == g).any() else None}
                      for g in model.grades.names},
         "segments": segment_auc(y_te, p_te, seg[prep.split == TEST]) if seg is not None else {},
-        "base_rate": {**rates, "shift_warning": _rate_shift(y_tr, y_te)},
+        "base_rate": _base_rate(rates, y_tr, y_va, y_te),
         "split": {"method": prep.method, **{k: int((prep.split == k).sum()) for k in (TRAIN, VALID, TEST)},
                   "purged": int((prep.split == "").sum())},
         "_arrays": {"y_test": y_te, "p_test": p_te, "p_lr": lr.predict_proba(X_te), "p_nb": nb.predict_proba(X_te)},
@@ -178,6 +216,18 @@ def _segment_column(prep: Prepared) -> np.ndarray | None:
         if name in prep.leads.columns:
             return prep.leads[name].astype(str).to_numpy()[prep.snapshots["row"].to_numpy()]
     return None
+
+
+def _base_rate(rates: dict, y_tr: np.ndarray, y_va: np.ndarray, y_te: np.ndarray) -> dict:
+    """Conversion rates per slice, and a plain warning when test differs beyond the interval."""
+    shifted, off_calibration = _rate_shift(y_tr, y_te), _rate_shift(y_va, y_te) if len(y_va) else False
+    out = {**rates, "shift_warning": shifted, "calibration_shift_warning": off_calibration}
+    if shifted or off_calibration:
+        anchor = "the calibration (validation) slice" if off_calibration else "training"
+        out["message"] = (f"The test period converts at {rates['test']:.1%} against {rates['train']:.1%} in training "
+                          f"and {rates['valid']:.1%} in validation: outside the 95% interval of {anchor}. "
+                          "Probabilities are calibrated to the past rate; expect them to be off until retrained.")
+    return out
 
 
 def _rate_shift(y_train: np.ndarray, y_test: np.ndarray) -> bool:

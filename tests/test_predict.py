@@ -55,8 +55,8 @@ def test_fast_path_equals_batch_path(lead_model, dataset):
 def test_points_add_up_to_score(lead_model, dataset):
     leads, events = dataset
     out = score_leads(lead_model, leads, events, AS_OF)
-    from leadml.features import build_features
     from leadml.explain import score_and_points
+    from leadml.features import build_features
 
     X = build_features(lead_model.spec, leads, events, AS_OF)
     _, score, base, points = score_and_points(lead_model.model.contributions(X), lead_model.calibrator)

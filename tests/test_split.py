@@ -63,4 +63,4 @@ def test_method_choice_and_errors():
 def test_rolling_origins_move_forward():
     folds = rolling_origins(3, 0.15)
     assert folds[-1][1] == pytest.approx(1.0)
-    assert all(a[1] <= b[0] + 1e-9 or a[1] == pytest.approx(b[0]) for a, b in zip(folds, folds[1:]))
+    assert all(a[1] <= b[0] + 1e-9 or a[1] == pytest.approx(b[0]) for a, b in zip(folds, folds[1:], strict=False))
