@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def _rolling_preps(config: Config, leads: pd.DataFrame, events: pd.DataFrame | N
                 f"to train on: use fewer --folds or a smaller split.test_fraction")
         cfg = override(config, split__test_fraction=tf / end, split__valid_fraction=vf / end)
         fold_leads, fold_events = known_at(leads, events, end)
-        log(f"fold test period: rows {start:.0%} to {end:.0%} of the timeline")
+        log(f"fold: test on the {start:.0%}-{end:.0%} stretch of the timeline, trained on what came before")
         yield cfg, prepare(cfg, fold_leads, fold_events, log=_quiet)
 
 
@@ -206,7 +207,7 @@ def print_backtest(result: Backtest) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
     title = "rolling-origin (forward in time)" if result.method == "rolling_origin" else "stratified K-fold"
     table = Table(title=f"leadml evaluate: {len(result.folds)} folds, {title}; test-slice mean ± sd")
     table.add_column("metric")
@@ -216,14 +217,14 @@ def print_backtest(result: Backtest) -> None:
         cells = [result.summary[model][metric] for model in MODELS]
         table.add_row(metric, *(_cell(c) for c in cells))
     console.print(table)
-    folds = Table(title="per fold")
-    for col in ("fold", "train+valid", "test", "test rate", "chosen", "leadml AUC", "LR AUC", "NB AUC"):
-        folds.add_column(col, justify="right")
+    folds = Table(title="ROC AUC per fold (fit rows: training + validation)")
+    for col in ("fold", "fit rows", "test rows", "test rate", "leadml model", "leadml", "LR", "NB"):
+        folds.add_column(col, justify="right", no_wrap=True)
     for f in result.folds:
         m = f["models"]
         folds.add_row(str(f["fold"]), f"{f['rows'][TRAIN] + f['rows'][VALID]:,}", f"{f['rows'][TEST]:,}",
                       f"{f['base_rate']['test']:.1%}" + (" *" if f["base_rate"]["shift_warning"] else ""),
-                      f["chosen"] + (" (refit)" if f["refit"] else ""),
+                      f["chosen"] + ("+refit" if f["refit"] else ""),
                       *(f"{m[k]['roc_auc']:.4f}" for k in MODELS))
     console.print(folds)
     wins = result.summary["leadml_wins"]
