@@ -66,5 +66,7 @@ def pg_url_required() -> str:
     if not url:
         if os.environ.get("LEADML_REQUIRE_PG"):
             pytest.fail("LEADML_REQUIRE_PG is set but LEADML_TEST_PG_URL is not")
-        pytest.skip("PostgreSQL tests need LEADML_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need LEADML_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     return url

@@ -46,14 +46,22 @@ def main() -> None:
     model, info = fit_model(config, prep, "bench", log=lambda _: None)
     t_fit = time.perf_counter() - t0
     t_bare_lgb = bare_lightgbm(prep, model, config)
-    print(f"leads: {len(leads):,}  events: {n_events:,}  snapshots: {prep.X.shape[0]:,} x {prep.X.shape[1]} features")
+    print(
+        f"leads: {len(leads):,}  events: {n_events:,}  snapshots: {prep.X.shape[0]:,} x {prep.X.shape[1]} features"
+    )
     if not args.db:
         print(f"generate + write SQLite:           {t_gen:8.1f} s")
     print(f"read leads + events (validated):   {t_read:8.1f} s")
-    print(f"snapshots + split + features:      {t_prep:8.1f} s  (featurize alone {t_feat:.1f} s, "
-          f"{prep.X.shape[0] / max(t_feat, 1e-9):,.0f} snapshot rows/s)")
-    print(f"  bare pandas groupby count of events per lead: {t_bare_group:.2f} s (one feature, {len(counts) if counts is not None else 0:,} groups)")
-    print(f"screen + candidates + calibrate:   {t_fit:8.1f} s  (chosen: {info['chosen']}, size {model.model.size})")
+    print(
+        f"snapshots + split + features:      {t_prep:8.1f} s  (featurize alone {t_feat:.1f} s, "
+        f"{prep.X.shape[0] / max(t_feat, 1e-9):,.0f} snapshot rows/s)"
+    )
+    print(
+        f"  bare pandas groupby count of events per lead: {t_bare_group:.2f} s (one feature, {len(counts) if counts is not None else 0:,} groups)"
+    )
+    print(
+        f"screen + candidates + calibrate:   {t_fit:8.1f} s  (chosen: {info['chosen']}, size {model.model.size})"
+    )
     print(f"  bare lightgbm.train, same params and rounds, train slice: {t_bare_lgb:.1f} s")
     print(f"total (read -> fitted model):      {t_read + t_prep + t_fit:8.1f} s")
 
@@ -62,10 +70,18 @@ def bare_lightgbm(prep, model, config) -> float:
     import lightgbm as lgb
 
     X, y = prep.part("train")
-    rounds = model.model.booster.num_trees() if model.kind == "lightgbm" else config.model.lightgbm.num_boost_round
+    rounds = (
+        model.model.booster.num_trees()
+        if model.kind == "lightgbm"
+        else config.model.lightgbm.num_boost_round
+    )
     params = {"objective": "binary", "verbosity": -1, **config.model.lightgbm.params}
     t0 = time.perf_counter()
-    lgb.train(params, lgb.Dataset(X, y, categorical_feature=prep.spec.categorical_indices), num_boost_round=rounds)
+    lgb.train(
+        params,
+        lgb.Dataset(X, y, categorical_feature=prep.spec.categorical_indices),
+        num_boost_round=rounds,
+    )
     return time.perf_counter() - t0
 
 

@@ -40,15 +40,27 @@ class Backtest:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return _finite({"method": self.method, "folds": self.folds, "summary": self.summary,
-                        "seconds": round(self.seconds, 2)})
+        return _finite(
+            {
+                "method": self.method,
+                "folds": self.folds,
+                "summary": self.summary,
+                "seconds": round(self.seconds, 2),
+            }
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
-def run_backtest(config: Config, *, url: str | None = None, folds: int | None = None,
-                 stratified: bool = False, log: Log = print) -> Backtest:
+def run_backtest(
+    config: Config,
+    *,
+    url: str | None = None,
+    folds: int | None = None,
+    stratified: bool = False,
+    log: Log = print,
+) -> Backtest:
     """Read the configured data and evaluate it fold by fold (see `backtest`)."""
     from leadml.data.io import read_dataset
 
@@ -57,8 +69,15 @@ def run_backtest(config: Config, *, url: str | None = None, folds: int | None = 
     return backtest(config, leads, events, folds=folds, stratified=stratified, log=log)
 
 
-def backtest(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, *,
-             folds: int | None = None, stratified: bool = False, log: Log = print) -> Backtest:
+def backtest(
+    config: Config,
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    folds: int | None = None,
+    stratified: bool = False,
+    log: Log = print,
+) -> Backtest:
     """Rolling-origin folds for data with an order in time, else stratified K-fold."""
     n = folds or config.split.folds
     if n < 2:
@@ -67,7 +86,11 @@ def backtest(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, *
     kfold = stratified or config.split.method == "stratified" or not ordered
     started = time.perf_counter()
     result = Backtest("stratified_kfold" if kfold else "rolling_origin")
-    preps = _kfold_preps(config, leads, events, n, log) if kfold else _rolling_preps(config, leads, events, n, log)
+    preps = (
+        _kfold_preps(config, leads, events, n, log)
+        if kfold
+        else _rolling_preps(config, leads, events, n, log)
+    )
     for k, (cfg, prep) in enumerate(preps, start=1):
         result.folds.append(_run_fold(k, cfg, prep, log))
     result.summary = summarize(result.folds)
@@ -75,23 +98,28 @@ def backtest(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, *
     return result
 
 
-def _rolling_preps(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, n: int,
-                   log: Log) -> Iterator[tuple[Config, Prepared]]:
+def _rolling_preps(
+    config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, n: int, log: Log
+) -> Iterator[tuple[Config, Prepared]]:
     """Fold k: the data known at the end of its test period, split by the usual rule."""
     tf, vf = config.split.test_fraction, config.split.valid_fraction
     for start, end in rolling_origins(n, tf):
         if start - vf <= 0.1 * end or max(tf, vf) / end >= 0.5:
             raise TrainingError(
                 f"{n} rolling folds of split.test_fraction {tf} leave the earliest fold too little "
-                f"to train on: use fewer --folds or a smaller split.test_fraction")
+                f"to train on: use fewer --folds or a smaller split.test_fraction"
+            )
         cfg = override(config, split__test_fraction=tf / end, split__valid_fraction=vf / end)
         fold_leads, fold_events = known_at(leads, events, end)
-        log(f"fold: test on the {start:.0%}-{end:.0%} stretch of the timeline, trained on what came before")
+        log(
+            f"fold: test on the {start:.0%}-{end:.0%} stretch of the timeline, trained on what came before"
+        )
         yield cfg, prepare(cfg, fold_leads, fold_events, log=_quiet)
 
 
-def known_at(leads: pd.DataFrame, events: pd.DataFrame | None, fraction: float
-             ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def known_at(
+    leads: pd.DataFrame, events: pd.DataFrame | None, fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The earliest `fraction` of leads (by creation, else row order) and what was known then."""
     if fraction >= 1.0:
         return leads, events
@@ -109,8 +137,9 @@ def known_at(leads: pd.DataFrame, events: pd.DataFrame | None, fraction: float
     return keep, events
 
 
-def _kfold_preps(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, n: int,
-                 log: Log) -> Iterator[tuple[Config, Prepared]]:
+def _kfold_preps(
+    config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, n: int, log: Log
+) -> Iterator[tuple[Config, Prepared]]:
     """Stratified K-fold grouped by lead; features built once, the spec copied per fold."""
     cfg = override(config, split__method="stratified")
     base = prepare(cfg, leads, events, log=_quiet)
@@ -124,7 +153,9 @@ def _kfold_preps(config: Config, leads: pd.DataFrame, events: pd.DataFrame | Non
         yield cfg, _with_split(base, split)
 
 
-def _folds(n: int, seed: int, y: np.ndarray, groups: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _folds(
+    n: int, seed: int, y: np.ndarray, groups: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds; grouped by lead when a lead has several snapshots (much slower)."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -135,8 +166,17 @@ def _folds(n: int, seed: int, y: np.ndarray, groups: np.ndarray) -> Iterator[tup
 
 def _with_split(base: Prepared, split: np.ndarray) -> Prepared:
     """A fold's view of the prepared data: its own split and its own copy of the spec."""
-    return Prepared(base.leads, base.events, base.snapshots, split, copy.deepcopy(base.spec),
-                    base.X, base.y, "stratified", dict(base.info))
+    return Prepared(
+        base.leads,
+        base.events,
+        base.snapshots,
+        split,
+        copy.deepcopy(base.spec),
+        base.X,
+        base.y,
+        "stratified",
+        dict(base.info),
+    )
 
 
 def _run_fold(k: int, cfg: Config, prep: Prepared, log: Log) -> dict:
@@ -150,14 +190,18 @@ def _run_fold(k: int, cfg: Config, prep: Prepared, log: Log) -> dict:
         "chosen": info["chosen"],
         "calibration": info.get("calibration", {}).get("method"),
         "refit": bool(info.get("refit")),
-        "base_rate": {key: ev["base_rate"][key] for key in ("train", "valid", "test", "shift_warning")},
+        "base_rate": {
+            key: ev["base_rate"][key] for key in ("train", "valid", "test", "shift_warning")
+        },
         "models": {"leadml": ev["test"], **ev["baselines"]},
         "seconds": round(time.perf_counter() - t0, 2),
     }
     m = fold["models"]
-    log(f"fold {k}: leadml ({info['chosen']}) ROC AUC {m['leadml']['roc_auc']:.4f}, logistic regression "
+    log(
+        f"fold {k}: leadml ({info['chosen']}) ROC AUC {m['leadml']['roc_auc']:.4f}, logistic regression "
         f"{m['logistic_regression']['roc_auc']:.4f}, naive Bayes {m['naive_bayes']['roc_auc']:.4f} "
-        f"on {fold['rows'][TEST]:,} test rows (conversion {fold['base_rate']['test']:.1%})")
+        f"on {fold['rows'][TEST]:,} test rows (conversion {fold['base_rate']['test']:.1%})"
+    )
     return fold
 
 
@@ -170,10 +214,19 @@ def summarize(folds: list[dict]) -> dict:
             values = np.array([f["models"][model][metric] for f in folds], dtype=np.float64)
             values = values[np.isfinite(values)]
             out[model][metric] = _spread(values)
-    auc = [(f["models"]["leadml"]["roc_auc"], f["models"]["logistic_regression"]["roc_auc"],
-            f["models"]["naive_bayes"]["roc_auc"]) for f in folds]
-    out["leadml_wins"] = {"vs_logistic_regression": sum(a >= b for a, b, _ in auc),
-                          "vs_naive_bayes": sum(a >= c for a, _, c in auc), "folds": len(folds)}
+    auc = [
+        (
+            f["models"]["leadml"]["roc_auc"],
+            f["models"]["logistic_regression"]["roc_auc"],
+            f["models"]["naive_bayes"]["roc_auc"],
+        )
+        for f in folds
+    ]
+    out["leadml_wins"] = {
+        "vs_logistic_regression": sum(a >= b for a, b, _ in auc),
+        "vs_naive_bayes": sum(a >= c for a, _, c in auc),
+        "folds": len(folds),
+    }
     return out
 
 
@@ -181,8 +234,12 @@ def _spread(values: np.ndarray) -> dict:
     if not len(values):
         return {"mean": None, "std": None, "min": None, "max": None}
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {"mean": float(values.mean()), "std": std, "min": float(values.min()),
-            "max": float(values.max())}
+    return {
+        "mean": float(values.mean()),
+        "std": std,
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 def _finite(value: object) -> object:
@@ -208,8 +265,14 @@ def print_backtest(result: Backtest) -> None:
     from rich.table import Table
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
-    title = "rolling-origin (forward in time)" if result.method == "rolling_origin" else "stratified K-fold"
-    table = Table(title=f"leadml evaluate: {len(result.folds)} folds, {title}; test-slice mean ± sd")
+    title = (
+        "rolling-origin (forward in time)"
+        if result.method == "rolling_origin"
+        else "stratified K-fold"
+    )
+    table = Table(
+        title=f"leadml evaluate: {len(result.folds)} folds, {title}; test-slice mean ± sd"
+    )
     table.add_column("metric")
     for model in MODELS:
         table.add_column(model.replace("_", " "), justify="right")
@@ -222,15 +285,21 @@ def print_backtest(result: Backtest) -> None:
         folds.add_column(col, justify="right", no_wrap=True)
     for f in result.folds:
         m = f["models"]
-        folds.add_row(str(f["fold"]), f"{f['rows'][TRAIN] + f['rows'][VALID]:,}", f"{f['rows'][TEST]:,}",
-                      f"{f['base_rate']['test']:.1%}" + (" *" if f["base_rate"]["shift_warning"] else ""),
-                      f["chosen"] + ("+refit" if f["refit"] else ""),
-                      *(f"{m[k]['roc_auc']:.4f}" for k in MODELS))
+        folds.add_row(
+            str(f["fold"]),
+            f"{f['rows'][TRAIN] + f['rows'][VALID]:,}",
+            f"{f['rows'][TEST]:,}",
+            f"{f['base_rate']['test']:.1%}" + (" *" if f["base_rate"]["shift_warning"] else ""),
+            f["chosen"] + ("+refit" if f["refit"] else ""),
+            *(f"{m[k]['roc_auc']:.4f}" for k in MODELS),
+        )
     console.print(folds)
     wins = result.summary["leadml_wins"]
-    console.print(f"leadml ROC AUC >= logistic regression in {wins['vs_logistic_regression']} of "
-                  f"{wins['folds']} folds, >= naive Bayes in {wins['vs_naive_bayes']}; "
-                  f"* test conversion rate outside training's 95% interval. {result.seconds:.0f}s")
+    console.print(
+        f"leadml ROC AUC >= logistic regression in {wins['vs_logistic_regression']} of "
+        f"{wins['folds']} folds, >= naive Bayes in {wins['vs_naive_bayes']}; "
+        f"* test conversion rate outside training's 95% interval. {result.seconds:.0f}s"
+    )
 
 
 def _cell(stats: dict) -> str:

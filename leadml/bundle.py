@@ -100,8 +100,11 @@ def save_bundle(model: LeadModel, directory: str | Path) -> Path:
         "sha256": sha256_of(model_path),
         "libraries": library_versions(),
         "features": model.spec.names,
-        "grades": {"names": list(model.grades.names), "hot_min": model.grades.hot_min,
-                   "warm_min": model.grades.warm_min},
+        "grades": {
+            "names": list(model.grades.names),
+            "hot_min": model.grades.hot_min,
+            "warm_min": model.grades.warm_min,
+        },
         "metadata": jsonable(model.metadata),
     }
     tmp_meta = directory / (META_FILE + ".tmp")
@@ -115,13 +118,17 @@ def read_bundle_meta(directory: str | Path) -> dict:
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not directory.is_dir():
-        raise ModelError(f"model bundle not found: {directory} is not a folder (train first: make train)")
+        raise ModelError(
+            f"model bundle not found: {directory} is not a folder (train first: make train)"
+        )
     if not meta_path.exists():
         raise ModelError(f"model bundle {directory} is incomplete: {META_FILE} is missing")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model bundle {directory}: {META_FILE} is not valid JSON ({exc})") from None
+        raise ModelError(
+            f"model bundle {directory}: {META_FILE} is not valid JSON ({exc})"
+        ) from None
     if not isinstance(meta, dict) or "format_version" not in meta or "sha256" not in meta:
         raise ModelError(f"model bundle {directory}: {META_FILE} lacks format_version/sha256")
     return meta
@@ -151,7 +158,9 @@ def load_bundle(directory: str | Path) -> LeadModel:
     try:
         model = joblib.load(model_path)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad bundle
-        raise ModelError(f"model bundle {directory}: cannot load {MODEL_FILE} ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"model bundle {directory}: cannot load {MODEL_FILE} ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(model, LeadModel):
         raise ModelError(f"model bundle {directory}: {MODEL_FILE} does not hold a leadml model")
     return model

@@ -30,7 +30,9 @@ class Calibrator:
         return 1.0 / (1.0 + np.exp(-(self.a * margin + self.b)))
 
 
-def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: str = "auto") -> tuple[Calibrator, dict]:
+def fit_calibrator(
+    margin: np.ndarray, y: np.ndarray, method: str = "auto"
+) -> tuple[Calibrator, dict]:
     """Isotonic or Platt on the calibration slice; 'auto' picks by out-of-sample log loss.
 
     For 'auto' both are fitted on the first half of the (time-ordered) slice and compared on
@@ -59,7 +61,9 @@ def _fit(margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
         return Calibrator("isotonic", iso.X_thresholds_.copy(), iso.y_thresholds_.copy())
     lr = LogisticRegression(C=1e6, max_iter=1000)
     lr.fit(margin.reshape(-1, 1), y)
-    return Calibrator("platt", np.zeros(0), np.zeros(0), float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+    return Calibrator(
+        "platt", np.zeros(0), np.zeros(0), float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    )
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:

@@ -50,7 +50,8 @@ def config_cmd(
 
 
 DbOpt = Annotated[
-    str | None, typer.Option("--db", help="SQLAlchemy URL of the lead database (default: config data.source).")
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL of the lead database (default: config data.source)."),
 ]
 
 
@@ -60,10 +61,14 @@ ReplaceOpt = Annotated[bool, typer.Option("--replace", help="Overwrite tables th
 
 @app.command("generate")
 def generate_cmd(
-    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL to write leads and lead_events to.")] = DEFAULT_DB,
+    db: Annotated[
+        str, typer.Option("--db", help="SQLAlchemy URL to write leads and lead_events to.")
+    ] = DEFAULT_DB,
     leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 50_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
-    drift: Annotated[bool, typer.Option("--drift", help="Shift the latest fifth of the period strongly.")] = False,
+    drift: Annotated[
+        bool, typer.Option("--drift", help="Shift the latest fifth of the period strongly.")
+    ] = False,
     replace: ReplaceOpt = False,
 ) -> None:
     """Write a seeded synthetic lead database (leads with engagement events)."""
@@ -79,7 +84,9 @@ def generate_cmd(
 @app.command("import")
 def import_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
-    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL to write the canonical tables to.")] = DEFAULT_DB,
+    db: Annotated[
+        str, typer.Option("--db", help="SQLAlchemy URL to write the canonical tables to.")
+    ] = DEFAULT_DB,
     replace: ReplaceOpt = False,
 ) -> None:
     """Load your leads (and events) per the config's data section into canonical tables in --db."""
@@ -94,9 +101,19 @@ def import_cmd(
 def train_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Write the bundle under this folder.")] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Skip MLflow logging and registration.")] = False,
-    regrade: Annotated[bool, typer.Option("--regrade", help="grades.mode quantile: recompute the thresholds instead of keeping the champion's.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the bundle under this folder.")
+    ] = None,
+    no_mlflow: Annotated[
+        bool, typer.Option("--no-mlflow", help="Skip MLflow logging and registration.")
+    ] = False,
+    regrade: Annotated[
+        bool,
+        typer.Option(
+            "--regrade",
+            help="grades.mode quantile: recompute the thresholds instead of keeping the champion's.",
+        ),
+    ] = False,
 ) -> None:
     """Train, calibrate and evaluate a model; write models/<version>/ and models/latest."""
     from leadml.console import print_training_summary, progress_log
@@ -108,7 +125,9 @@ def train_cmd(
 
         cfg = override(cfg, grades__regrade=True)
     with progress_log() as log:
-        result = run_training(cfg, url=db, output=output, log=log, track=not no_mlflow, config_path=str(config))
+        result = run_training(
+            cfg, url=db, output=output, log=log, track=not no_mlflow, config_path=str(config)
+        )
     print_training_summary(result)
 
 
@@ -116,9 +135,16 @@ def train_cmd(
 def evaluate_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    folds: Annotated[int | None, typer.Option("--folds", min=2, help="Number of folds (default: config split.folds).")] = None,
-    stratified: Annotated[bool, typer.Option("--stratified", help="Stratified K-fold even for data in time order.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", help="Also write the results as JSON to this file.")] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", min=2, help="Number of folds (default: config split.folds)."),
+    ] = None,
+    stratified: Annotated[
+        bool, typer.Option("--stratified", help="Stratified K-fold even for data in time order.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Also write the results as JSON to this file.")
+    ] = None,
 ) -> None:
     """Repeated forward-in-time folds (or stratified K-fold): leadml and both baselines, mean and spread."""
     from leadml.backtest import print_backtest, run_backtest
@@ -137,9 +163,15 @@ def explain_cmd(
     lead_id: Annotated[str, typer.Argument(help="The lead to explain.")],
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[str, typer.Option("--model", help="Bundle folder or models:/name@alias.")] = "models/latest",
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this time (default now).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the terminal view.")] = False,
+    model: Annotated[
+        str, typer.Option("--model", help="Bundle folder or models:/name@alias.")
+    ] = "models/latest",
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Score as of this time (default now).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of the terminal view.")
+    ] = False,
 ) -> None:
     """Score one lead from the database and show why: score, grade and reasons in points."""
     from leadml.console import explain_lead
@@ -151,14 +183,42 @@ def explain_cmd(
 def score_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[str | None, typer.Option("--model", help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this time, UTC (default now; a resumed run keeps its own).")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Score leads new or with events after this time (default: since the last successful run).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Score as of this time, UTC (default now; a resumed run keeps its own)."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Score leads new or with events after this time (default: since the last successful run).",
+        ),
+    ] = None,
     all_leads: Annotated[bool, typer.Option("--all", help="Score every open lead.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Score but write nothing.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local or spark.")] = "local",
-    spark_master: Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default: Spark's own configuration, else local[*]).")] = None,
-    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Leads per transaction (default: config batch.chunk_size).")] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL (default: Spark's own configuration, else local[*]).",
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-size", min=1, help="Leads per transaction (default: config batch.chunk_size)."
+        ),
+    ] = None,
 ) -> None:
     """Score open leads into lead_scores, lead_score_history and scoring_runs (exit codes: README)."""
     from leadml.batch import ScoreOptions, score_and_report
@@ -172,8 +232,15 @@ def score_cmd(
         from leadml.batch_spark import spark_source
 
         source = spark_source(spark_master)
-    options = ScoreOptions(url=db or cfg.data.source, model_ref=model, as_of=as_of, since=since,
-                           all_leads=all_leads, dry_run=dry_run, chunk_size=chunk_size)
+    options = ScoreOptions(
+        url=db or cfg.data.source,
+        model_ref=model,
+        as_of=as_of,
+        since=since,
+        all_leads=all_leads,
+        dry_run=dry_run,
+        chunk_size=chunk_size,
+    )
     score_and_report(cfg, options, source=source)
 
 
@@ -181,9 +248,20 @@ def score_cmd(
 def serve_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[str | None, typer.Option("--model", help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default serve.host, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port (default serve.port, 8000).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Interface to bind (default serve.host, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default serve.port, 8000).")
+    ] = None,
 ) -> None:
     """Start the HTTP scorer (/v1/score) and the sales-ops pages (/leads); SIGHUP reloads the model."""
     from leadml.serve.app import run_server
@@ -195,8 +273,16 @@ def serve_cmd(
 def promote_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registered version to promote (default: the challenger alias); with --force, a rollback.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Promote even if worse (recorded as forced).")] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            help="Registered version to promote (default: the challenger alias); with --force, a rollback.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if worse (recorded as forced).")
+    ] = False,
 ) -> None:
     """Compare challenger and champion on the latest holdout slice; promote if not worse (exit 1 if refused)."""
     from leadml.lifecycle import print_promotion, promote
@@ -211,8 +297,16 @@ def promote_cmd(
 def monitor_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[str | None, typer.Option("--model", help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the self-contained HTML report here.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the self-contained HTML report here.")
+    ] = None,
 ) -> None:
     """Drift (PSI) against training and realized conversion by grade and decile; exit 1 on alert."""
     from leadml.monitor import print_monitor, resolve_model, run_monitor, write_report

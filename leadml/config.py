@@ -32,7 +32,9 @@ class DataConfig(_Frozen):
     )
     leads_table: str = "leads"
     events_table: str | None = "lead_events"
-    events_source: str | None = Field(None, description="CSV/Parquet file of events (file sources).")
+    events_source: str | None = Field(
+        None, description="CSV/Parquet file of events (file sources)."
+    )
     csv_separator: str = ","
     rename: dict[str, str] = Field(default_factory=dict, description="source column -> canonical")
     id_column: str | None = Field("lead_id", description="None: number rows 1..n in file order")
@@ -112,14 +114,19 @@ class ModelConfig(_Frozen):
 
 
 class ScreeningConfig(_Frozen):
-    drift_psi: float = Field(0.25, gt=0, description="PSI train vs latest period flagged above this")
+    drift_psi: float = Field(
+        0.25, gt=0, description="PSI train vs latest period flagged above this"
+    )
     drift_action: Literal["report", "drop"] = "report"
     leak_auc: float = Field(0.95, gt=0.5, lt=1, description="single-feature AUC flagged above this")
     leak_share: float = Field(
         0.35, gt=0, le=1, description="a feature with this share of a quick model's gain is tested"
     )
     leak_auc_drop: float = Field(
-        0.05, gt=0, lt=0.5, description="... and flagged when dropping it costs this much holdout AUC"
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="... and flagged when dropping it costs this much holdout AUC",
     )
     leak_gap: float = Field(
         0.5, gt=0, le=1, description="... that is at least this share of 1 - AUC without it"
@@ -144,7 +151,8 @@ class GradeConfig(_Frozen):
     hot_quantile: float = Field(0.9, gt=0, lt=1)
     warm_quantile: float = Field(0.6, gt=0, lt=1)
     regrade: bool = Field(
-        False, description="quantile mode: recompute thresholds on a retrain instead of keeping the champion's"
+        False,
+        description="quantile mode: recompute thresholds on a retrain instead of keeping the champion's",
     )
 
     @model_validator(mode="after")
@@ -186,14 +194,18 @@ class MonitorConfig(_Frozen):
     window_days: float = Field(
         30, gt=0, description="recent snapshots: as_of within this many days before the latest run"
     )
-    min_rows: int = Field(100, ge=1, description="fewer recent snapshots than this: drift not judged")
+    min_rows: int = Field(
+        100, ge=1, description="fewer recent snapshots than this: drift not judged"
+    )
 
 
 class PromotionConfig(_Frozen):
     """`leadml promote`: the challenger wins unless its ROC AUC is worse beyond the interval."""
 
     tolerance: float = Field(
-        0.0, ge=0, description="promote when the CI upper bound of AUC(challenger) - AUC(champion) >= -tolerance"
+        0.0,
+        ge=0,
+        description="promote when the CI upper bound of AUC(challenger) - AUC(champion) >= -tolerance",
     )
     bootstrap_samples: int = Field(500, ge=50)
     confidence: float = Field(0.95, gt=0.5, lt=1)

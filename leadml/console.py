@@ -40,19 +40,33 @@ def print_training_summary(result) -> None:
         table.add_column(col, justify="right")
     rows = [("leadml", ev["test"])] + [(k.replace("_", " "), v) for k, v in ev["baselines"].items()]
     for name, m in rows:
-        table.add_row(name, *(f"{m[k]:.4f}" for k in ("roc_auc", "pr_auc", "brier", "ece")), f"{m['lift_top_decile']:.2f}")
+        table.add_row(
+            name,
+            *(f"{m[k]:.4f}" for k in ("roc_auc", "pr_auc", "brier", "ece")),
+            f"{m['lift_top_decile']:.2f}",
+        )
     console.print(table)
     br = ev["base_rate"]
-    console.print(f"conversion rate train {br['train']:.3f}, test {br['test']:.3f}"
-                  + ("  [bold yellow]base rate shifted between training and test[/]" if br["shift_warning"] else ""))
+    console.print(
+        f"conversion rate train {br['train']:.3f}, test {br['test']:.3f}"
+        + (
+            "  [bold yellow]base rate shifted between training and test[/]"
+            if br["shift_warning"]
+            else ""
+        )
+    )
     console.print(f"bundle: {result.bundle_dir}  (report.html, model_card.md, metrics.json)")
     if result.mlflow:
         m = result.mlflow
-        console.print(f"mlflow: run {m['run_id']}, registered {m['registered_model']} v{m['registered_version']} @{m['alias']}")
+        console.print(
+            f"mlflow: run {m['run_id']}, registered {m['registered_model']} v{m['registered_version']} @{m['alias']}"
+        )
     console.print(f"trained in {ev['train_seconds']:.1f}s")
 
 
-def explain_lead(config, lead_id: str, *, db: str | None, model_ref: str, as_of: str | None, as_json: bool) -> None:
+def explain_lead(
+    config, lead_id: str, *, db: str | None, model_ref: str, as_of: str | None, as_json: bool
+) -> None:
     from leadml.data.io import read_lead
     from leadml.errors import DataSourceError
     from leadml.predict import load_model, score_one
@@ -69,8 +83,10 @@ def explain_lead(config, lead_id: str, *, db: str | None, model_ref: str, as_of:
 
 
 def render_explanation(result: dict, base_score: int | None = None) -> None:
-    console.print(f"[bold]Lead {result['lead_id']}[/]  score [bold]{result['score']}[/]/100  "
-                  f"grade [bold]{result['grade']}[/]  ({result['probability']:.1%} chance to convert)")
+    console.print(
+        f"[bold]Lead {result['lead_id']}[/]  score [bold]{result['score']}[/]/100  "
+        f"grade [bold]{result['grade']}[/]  ({result['probability']:.1%} chance to convert)"
+    )
     reasons = result["reasons"]
     if not reasons:
         console.print("no reasons: the lead scores at the baseline")

@@ -31,8 +31,14 @@ def reliability_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     rows = []
     for k, chunk in enumerate(np.array_split(order, bins)):
         if len(chunk):
-            rows.append({"bin": k + 1, "n": int(len(chunk)), "mean_predicted": float(p[chunk].mean()),
-                         "observed_rate": float(y[chunk].mean())})
+            rows.append(
+                {
+                    "bin": k + 1,
+                    "n": int(len(chunk)),
+                    "mean_predicted": float(p[chunk].mean()),
+                    "observed_rate": float(y[chunk].mean()),
+                }
+            )
     return rows
 
 
@@ -66,9 +72,14 @@ def gains_by_decile(y: np.ndarray, p: np.ndarray) -> list[dict]:
     rows, captured = [], 0
     for k, chunk in enumerate(np.array_split(order, 10)):
         captured += y[chunk].sum()
-        rows.append({"decile": k + 1, "rate": float(y[chunk].mean()) if len(chunk) else 0.0,
-                     "lift": float(y[chunk].mean() / base) if len(chunk) else 0.0,
-                     "cumulative_gain": float(captured / max(y.sum(), 1))})
+        rows.append(
+            {
+                "decile": k + 1,
+                "rate": float(y[chunk].mean()) if len(chunk) else 0.0,
+                "lift": float(y[chunk].mean() / base) if len(chunk) else 0.0,
+                "cumulative_gain": float(captured / max(y.sum(), 1)),
+            }
+        )
     return rows
 
 
@@ -82,15 +93,28 @@ class LogisticBaseline:
         return self.pipeline.predict_proba(X)[:, 1]
 
 
-def fit_logistic_baseline(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, seed: int = 0) -> LogisticBaseline:
+def fit_logistic_baseline(
+    X: np.ndarray, y: np.ndarray, spec: FeatureSpec, seed: int = 0
+) -> LogisticBaseline:
     cats = spec.categorical_indices
     nums = [j for j in range(X.shape[1]) if j not in cats]
     pre = ColumnTransformer(
         [
-            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1),
-                                  OneHotEncoder(handle_unknown="ignore")), cats),
-            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                  StandardScaler()), nums),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value=-1),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                cats,
+            ),
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                ),
+                nums,
+            ),
         ]
     )
     pipe = make_pipeline(pre, LogisticRegression(max_iter=2000, random_state=seed))
@@ -128,7 +152,9 @@ class NaiveBayesBaseline:
         return 1 / (1 + np.exp(-np.clip(logit, -30, 30)))
 
 
-def fit_naive_bayes_baseline(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, bins: int = 10) -> NaiveBayesBaseline:
+def fit_naive_bayes_baseline(
+    X: np.ndarray, y: np.ndarray, spec: FeatureSpec, bins: int = 10
+) -> NaiveBayesBaseline:
     cats = set(spec.categorical_indices)
     edges: list[np.ndarray | None] = []
     for j in range(X.shape[1]):
@@ -138,7 +164,10 @@ def fit_naive_bayes_baseline(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, bi
         else:
             edges.append(np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])))
     model = NaiveBayesBaseline(edges, [np.zeros(1)] * X.shape[1], 0.0)
-    size = [int(np.nanmax(X[:, j], initial=0)) + 3 if e is None else len(e) + 2 for j, e in enumerate(edges)]
+    size = [
+        int(np.nanmax(X[:, j], initial=0)) + 3 if e is None else len(e) + 2
+        for j, e in enumerate(edges)
+    ]
     model.log_ratio = [np.zeros(s) for s in size]
     pos, neg = y == 1, y == 0
     for j, codes in enumerate(model._codes(X)):
@@ -156,6 +185,9 @@ def segment_auc(y: np.ndarray, p: np.ndarray, segments: np.ndarray, min_rows: in
     for value in np.unique(segments.astype(str)):
         mask = segments.astype(str) == value
         if mask.sum() >= min_rows and len(np.unique(y[mask])) == 2:
-            out[value] = {"roc_auc": float(roc_auc_score(y[mask], p[mask])), "n": int(mask.sum()),
-                          "rate": float(y[mask].mean())}
+            out[value] = {
+                "roc_auc": float(roc_auc_score(y[mask], p[mask])),
+                "n": int(mask.sum()),
+                "rate": float(y[mask].mean()),
+            }
     return out

@@ -80,7 +80,11 @@ def score_and_points(
     if tiny.any():  # no net contribution but a score change (rounding edge): spread by size
         weight = np.abs(feats[tiny])
         weight_sum = weight.sum(axis=1, keepdims=True)
-        even = np.where(weight_sum > 0, weight / np.where(weight_sum > 0, weight_sum, 1), 1 / max(feats.shape[1], 1))
+        even = np.where(
+            weight_sum > 0,
+            weight / np.where(weight_sum > 0, weight_sum, 1),
+            1 / max(feats.shape[1], 1),
+        )
         share[tiny] = even * delta[tiny, None]
     return prob, score, base_score, largest_remainder(share, delta)
 

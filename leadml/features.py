@@ -122,7 +122,9 @@ def fit_feature_spec(
     fcfg = config.features
     categories = {}
     for column in categorical:
-        counts = pd.Series(_normalise_categories(leads[column].to_numpy(dtype=object))).value_counts()
+        counts = pd.Series(
+            _normalise_categories(leads[column].to_numpy(dtype=object))
+        ).value_counts()
         keep = counts[counts >= fcfg.min_category_count].index[: fcfg.max_categories]
         categories[column] = sorted(str(v) for v in keep)
     has_time = "created_at" in leads.columns
@@ -146,9 +148,7 @@ def fit_feature_spec(
 
 def _catalogue(spec: FeatureSpec) -> list[FeatureInfo]:
     """The ordered feature list with labels and units."""
-    out = [
-        FeatureInfo(c, _title(c), "", "categorical", f"attr:{c}") for c in spec.categories
-    ]
+    out = [FeatureInfo(c, _title(c), "", "categorical", f"attr:{c}") for c in spec.categories]
     out += [FeatureInfo(c, _title(c), "", "numeric", f"attr:{c}") for c in spec.numeric]
     if not spec.has_time:
         return out
@@ -158,26 +158,55 @@ def _catalogue(spec: FeatureSpec) -> list[FeatureInfo]:
         for w in spec.windows:
             out.append(
                 FeatureInfo(
-                    f"{etype}_count_{w}d", f"{noun.capitalize()} in the last {w} days",
-                    noun, "count", f"event:{etype}", etype, w,
+                    f"{etype}_count_{w}d",
+                    f"{noun.capitalize()} in the last {w} days",
+                    noun,
+                    "count",
+                    f"event:{etype}",
+                    etype,
+                    w,
                 )
             )
         out.append(
             FeatureInfo(
-                f"{etype}_days_since", f"Days since last {_singular(etype)}", "days",
-                "recency", f"event:{etype}", etype,
+                f"{etype}_days_since",
+                f"Days since last {_singular(etype)}",
+                "days",
+                "recency",
+                f"event:{etype}",
+                etype,
             )
         )
     if spec.event_types:
         out += [
-            FeatureInfo("engagement_score", "Engagement score (time-decayed)", "points",
-                        "score", "engagement"),
-            FeatureInfo("engagement_trend_7d", "Activity in the last 7 days vs the 30 before",
-                        "events/week", "trend", "engagement"),
-            FeatureInfo("active_days_30d", "Active days in the last 30 days", "days",
-                        "active_days", "engagement"),
-            FeatureInfo("days_since_any_activity", "Days since any activity", "days",
-                        "recency", "engagement"),
+            FeatureInfo(
+                "engagement_score",
+                "Engagement score (time-decayed)",
+                "points",
+                "score",
+                "engagement",
+            ),
+            FeatureInfo(
+                "engagement_trend_7d",
+                "Activity in the last 7 days vs the 30 before",
+                "events/week",
+                "trend",
+                "engagement",
+            ),
+            FeatureInfo(
+                "active_days_30d",
+                "Active days in the last 30 days",
+                "days",
+                "active_days",
+                "engagement",
+            ),
+            FeatureInfo(
+                "days_since_any_activity",
+                "Days since any activity",
+                "days",
+                "recency",
+                "engagement",
+            ),
         ]
     return out
 
@@ -384,6 +413,7 @@ def encode_categorical(values: np.ndarray, lookup: Mapping[str, int]) -> np.ndar
 
 def _normalise_categories(values: np.ndarray) -> pd.Series | list:
     """Categories as strings; 3.0 and 3 read alike; None/NaN are missing."""
+
     def norm(v: object) -> str | None:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
             return None

@@ -18,7 +18,15 @@ from leadml.errors import ModelError, SchemaError
 from leadml.explain import build_reasons, group_points, reasons_json, score_and_points
 from leadml.features import build_features, build_row
 
-SCORE_COLUMNS = ["lead_id", "probability", "score", "grade", "reasons", "model_version", "scored_at"]
+SCORE_COLUMNS = [
+    "lead_id",
+    "probability",
+    "score",
+    "grade",
+    "reasons",
+    "model_version",
+    "scored_at",
+]
 
 
 def load_model(path_or_uri: str | Path) -> LeadModel:
@@ -82,7 +90,9 @@ def score_matrix(model: LeadModel, X: np.ndarray, *, reasons: bool = True) -> di
     return {"probability": prob, "score": score, "grade": model.grades.grade(score), "reasons": why}
 
 
-def _finish(model: LeadModel, X: np.ndarray, lead_ids: np.ndarray, reasons: bool, scored_at) -> pd.DataFrame:
+def _finish(
+    model: LeadModel, X: np.ndarray, lead_ids: np.ndarray, reasons: bool, scored_at
+) -> pd.DataFrame:
     out = score_matrix(model, X, reasons=reasons)
     return pd.DataFrame(
         {
@@ -129,7 +139,9 @@ def _default_as_of(as_of: object) -> pd.Timestamp:
 
 
 def _coerce_times(df: pd.DataFrame, table: str, columns: list[str]) -> pd.DataFrame:
-    todo = [c for c in columns if c in df.columns and not pd.api.types.is_datetime64_any_dtype(df[c])]
+    todo = [
+        c for c in columns if c in df.columns and not pd.api.types.is_datetime64_any_dtype(df[c])
+    ]
     if not todo:
         return df
     df = df.copy()

@@ -20,8 +20,16 @@ from leadml.features import RESERVED, FeatureSpec
 MIN_GROUP_ROWS = 50
 QUICK_ROWS = 20_000
 AUC_ROWS = 30_000
-QUICK_PARAMS = {"objective": "binary", "verbosity": -1, "learning_rate": 0.1, "num_leaves": 15,
-                "min_data_in_leaf": 40, "max_bin": 63, "deterministic": True, "force_row_wise": True}
+QUICK_PARAMS = {
+    "objective": "binary",
+    "verbosity": -1,
+    "learning_rate": 0.1,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
+    "max_bin": 63,
+    "deterministic": True,
+    "force_row_wise": True,
+}
 
 
 @dataclass
@@ -39,7 +47,9 @@ class Screening:
     gain_share: dict[str, float] = field(default_factory=dict)
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, categorical: bool = False, bins: int = 10) -> float:
+def psi(
+    expected: np.ndarray, actual: np.ndarray, categorical: bool = False, bins: int = 10
+) -> float:
     """Population stability index of `actual` against `expected` (missing is its own bin)."""
     e_bins, a_bins = _bin(expected, actual, categorical, bins)
     k = int(max(e_bins.max(initial=0), a_bins.max(initial=0))) + 1
@@ -51,6 +61,7 @@ def psi(expected: np.ndarray, actual: np.ndarray, categorical: bool = False, bin
 
 def _bin(expected, actual, categorical: bool, bins: int) -> tuple[np.ndarray, np.ndarray]:
     if categorical:
+
         def to_int(x):
             return np.where(np.isnan(x), -1, x).astype(np.int64) + 1
 
@@ -64,8 +75,9 @@ def _bin(expected, actual, categorical: bool, bins: int) -> tuple[np.ndarray, np
     return to_bin(expected), to_bin(actual)
 
 
-def matched_groups(groups_expected: np.ndarray | None, groups_actual: np.ndarray | None
-                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+def matched_groups(
+    groups_expected: np.ndarray | None, groups_actual: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Row indices of each group with enough rows on both sides ([] when not grouped)."""
     if groups_expected is None or groups_actual is None:
         return []
@@ -77,8 +89,12 @@ def matched_groups(groups_expected: np.ndarray | None, groups_actual: np.ndarray
     return out
 
 
-def grouped_psi(expected: np.ndarray, actual: np.ndarray, categorical: bool,
-                groups: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def grouped_psi(
+    expected: np.ndarray,
+    actual: np.ndarray,
+    categorical: bool,
+    groups: list[tuple[np.ndarray, np.ndarray]],
+) -> float:
     """PSI within groups (e.g. snapshot age) averaged by the latest period's group sizes.
 
     Comparing like with like keeps a change in the mix of snapshot ages (the latest slice holds
@@ -114,8 +130,10 @@ def missing_only_for_one_outcome(x: np.ndarray, y: np.ndarray, threshold: float)
     if max(auc, 1 - auc) < threshold:
         return None
     filled_pos, filled_neg = 1 - missing[y == 1].mean(), 1 - missing[y == 0].mean()
-    return (f"filled in for {filled_pos:.0%} of converted and {filled_neg:.0%} of other rows: "
-            "recorded only after the outcome")
+    return (
+        f"filled in for {filled_pos:.0%} of converted and {filled_neg:.0%} of other rows: "
+        "recorded only after the outcome"
+    )
 
 
 def screen_features(
@@ -154,8 +172,9 @@ def screen_features(
     return out
 
 
-def _dominance(spec: FeatureSpec, X: np.ndarray, y: np.ndarray, cfg: ScreeningConfig,
-               out: Screening, seed: int) -> None:
+def _dominance(
+    spec: FeatureSpec, X: np.ndarray, y: np.ndarray, cfg: ScreeningConfig, out: Screening, seed: int
+) -> None:
     """Flag a feature that holds most of a quick model and removes most of its ranking error.
 
     Tested: features with >= leak_share of the gain (features already flagged left out).
@@ -180,7 +199,8 @@ def _dominance(spec: FeatureSpec, X: np.ndarray, y: np.ndarray, cfg: ScreeningCo
         if loss >= cfg.leak_auc_drop and loss >= cfg.leak_gap * (1 - auc_without):
             out.leak_reasons[name] = (
                 f"carries {share[k]:.0%} of a quick model's gain; holdout ROC AUC falls from "
-                f"{auc_all:.3f} to {auc_without:.3f} without it")
+                f"{auc_all:.3f} to {auc_without:.3f} without it"
+            )
 
 
 def _quick_sample(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -195,8 +215,15 @@ def _quick_sample(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | N
     return rows[~hold], rows[hold]
 
 
-def _quick_auc(spec: FeatureSpec, X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray,
-               hold_idx: np.ndarray, cols: list[int], seed: int) -> tuple[float, np.ndarray]:
+def _quick_auc(
+    spec: FeatureSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_idx: np.ndarray,
+    hold_idx: np.ndarray,
+    cols: list[int],
+    seed: int,
+) -> tuple[float, np.ndarray]:
     """Holdout ROC AUC and gain shares of a small LightGBM on the given feature columns."""
     import lightgbm as lgb
 
@@ -208,7 +235,9 @@ def _quick_auc(spec: FeatureSpec, X: np.ndarray, y: np.ndarray, fit_idx: np.ndar
     return float(roc_auc_score(y[hold_idx], booster.predict(X[hold_idx][:, cols]))), share
 
 
-def post_outcome_columns(leads: pd.DataFrame, snapshots: pd.DataFrame, share: float = 0.05) -> dict[str, str]:
+def post_outcome_columns(
+    leads: pd.DataFrame, snapshots: pd.DataFrame, share: float = 0.05
+) -> dict[str, str]:
     """Timestamp columns of the leads holding times after the snapshot (known only later).
 
     Such columns are never features (timestamps are skipped), but they betray an export taken
@@ -223,9 +252,13 @@ def post_outcome_columns(leads: pd.DataFrame, snapshots: pd.DataFrame, share: fl
         if column in RESERVED or not pd.api.types.is_datetime64_any_dtype(leads[column]):
             continue
         values = pd.to_datetime(leads[column].iloc[rows], utc=True).dt.tz_localize(None).to_numpy()
-        later = ~pd.isna(values) & (values.astype("datetime64[us]") > as_of.astype("datetime64[us]"))
+        later = ~pd.isna(values) & (
+            values.astype("datetime64[us]") > as_of.astype("datetime64[us]")
+        )
         if later.mean() >= share:
-            found[column] = (f"holds times later than the snapshot for {later.mean():.0%} of training rows: "
-                             "the export was taken after the outcome, and attributes edited then may "
-                             "leak (timestamps themselves are never features)")
+            found[column] = (
+                f"holds times later than the snapshot for {later.mean():.0%} of training rows: "
+                "the export was taken after the outcome, and attributes edited then may "
+                "leak (timestamps themselves are never features)"
+            )
     return found

@@ -73,7 +73,9 @@ def _stratified(snapshots: pd.DataFrame, cfg: SplitConfig, seed: int) -> np.ndar
     idx = np.arange(len(snapshots))
     y = snapshots["label"].to_numpy()
     try:
-        rest, test = train_test_split(idx, test_size=cfg.test_fraction, stratify=y, random_state=seed)
+        rest, test = train_test_split(
+            idx, test_size=cfg.test_fraction, stratify=y, random_state=seed
+        )
         share = cfg.valid_fraction / (1 - cfg.test_fraction)
         train, valid = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed)
     except ValueError as exc:

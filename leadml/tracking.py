@@ -35,7 +35,7 @@ def configure(config: Config) -> str:
         location = None
         if uri.startswith("sqlite:///"):
             # Artifacts beside the SQLite store (MLflow's default is ./mlruns under the cwd).
-            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+            location = (Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri()
         mlflow.create_experiment(config.mlflow.experiment, artifact_location=location)
     mlflow.set_experiment(config.mlflow.experiment)
     return uri
@@ -77,14 +77,22 @@ def _flatten(prefix: str, value: object, out: dict) -> dict:
     return out
 
 
-def log_training_run(config: Config, bundle_dir: Path, evaluation: dict, *, config_path: str | None = None) -> dict:
+def log_training_run(
+    config: Config, bundle_dir: Path, evaluation: dict, *, config_path: str | None = None
+) -> dict:
     """Log params, metrics, artifacts and the pyfunc model; register it as the challenger."""
     uri = configure(config)
     name = config.mlflow.registered_model
     with mlflow.start_run(run_name=f"train-{evaluation['model_version']}") as run:
         mlflow.log_params(_flatten("", config.model_dump(mode="json"), {}))
-        mlflow.set_tags({"leadml.version": __version__, "model_version": evaluation["model_version"],
-                         "model_kind": evaluation["model_kind"], "config_path": str(config_path or "")})
+        mlflow.set_tags(
+            {
+                "leadml.version": __version__,
+                "model_version": evaluation["model_version"],
+                "model_kind": evaluation["model_kind"],
+                "config_path": str(config_path or ""),
+            }
+        )
         mlflow.log_metrics(_metrics(evaluation))
         for artifact in ("metrics.json", "report.html", "model_card.md"):
             if (bundle_dir / artifact).exists():
@@ -100,8 +108,13 @@ def log_training_run(config: Config, bundle_dir: Path, evaluation: dict, *, conf
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, str(version))
     client.set_model_version_tag(name, str(version), "model_version", evaluation["model_version"])
-    return {"tracking_uri": uri, "run_id": run.info.run_id, "registered_model": name,
-            "registered_version": str(version), "alias": CHALLENGER}
+    return {
+        "tracking_uri": uri,
+        "run_id": run.info.run_id,
+        "registered_model": name,
+        "registered_version": str(version),
+        "alias": CHALLENGER,
+    }
 
 
 def _metrics(evaluation: dict) -> dict[str, float]:
@@ -130,7 +143,11 @@ def download_bundle(uri: str, config: Config | None = None) -> Path:
         path = mlmodel["flavors"]["python_function"]["artifacts"]["bundle"]["path"]
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{path}"))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
-        raise ModelError(f"cannot load {uri} from the MLflow registry at {mlflow.get_tracking_uri()}: {exc}".splitlines()[0]) from None
+        raise ModelError(
+            f"cannot load {uri} from the MLflow registry at {mlflow.get_tracking_uri()}: {exc}".splitlines()[
+                0
+            ]
+        ) from None
     return local
 
 
@@ -138,7 +155,11 @@ def alias_version(config: Config, alias: str) -> str | None:
     """The registered version an alias points at, or None."""
     configure(config)
     try:
-        version = mlflow.MlflowClient().get_model_version_by_alias(config.mlflow.registered_model, alias).version
+        version = (
+            mlflow.MlflowClient()
+            .get_model_version_by_alias(config.mlflow.registered_model, alias)
+            .version
+        )
     except Exception:  # noqa: BLE001 - no such model or alias
         return None
     return str(version)  # MLflow 3 returns an int here, 2.x a string
@@ -156,14 +177,20 @@ def model_uri(config: Config, ref: str) -> str:
 def set_alias(config: Config, alias: str, version: str) -> None:
     """Point `alias` (champion, challenger) at a registered version."""
     configure(config)
-    mlflow.MlflowClient().set_registered_model_alias(config.mlflow.registered_model, alias, str(version))
+    mlflow.MlflowClient().set_registered_model_alias(
+        config.mlflow.registered_model, alias, str(version)
+    )
 
 
 def version_tags(config: Config, version: str) -> dict[str, str]:
     """The tags of a registered version ({} when it does not exist)."""
     configure(config)
     try:
-        return dict(mlflow.MlflowClient().get_model_version(config.mlflow.registered_model, str(version)).tags)
+        return dict(
+            mlflow.MlflowClient()
+            .get_model_version(config.mlflow.registered_model, str(version))
+            .tags
+        )
     except Exception:  # noqa: BLE001 - no such model or version
         return {}
 
@@ -173,11 +200,14 @@ def tag_version(config: Config, version: str, tags: dict[str, object]) -> None:
     configure(config)
     client = mlflow.MlflowClient()
     for key, value in tags.items():
-        client.set_model_version_tag(config.mlflow.registered_model, str(version), key, str(value)[:5000])
+        client.set_model_version_tag(
+            config.mlflow.registered_model, str(version), key, str(value)[:5000]
+        )
 
 
-def log_comparison(config: Config, run_name: str, metrics: dict[str, float], tags: dict[str, str],
-                   payload: dict) -> str:
+def log_comparison(
+    config: Config, run_name: str, metrics: dict[str, float], tags: dict[str, str], payload: dict
+) -> str:
     """Record a champion/challenger comparison as its own run (metrics + comparison.json); its id."""
     configure(config)
     with mlflow.start_run(run_name=run_name) as run:
@@ -210,6 +240,6 @@ def default_model_ref(config: Config, fallback: str | None = None) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
     if not uri and not Path("mlruns/mlflow.db").exists():
         return fallback
-    if uri and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if uri and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         return fallback
     return model_uri(config, CHAMPION) if alias_version(config, CHAMPION) else fallback

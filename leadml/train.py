@@ -104,7 +104,9 @@ def fit_lightgbm(
 
     _check_labels(y, "training")
     cats = spec.categorical_indices
-    train = lgb.Dataset(X, y, feature_name=spec.names, categorical_feature=cats, free_raw_data=False)
+    train = lgb.Dataset(
+        X, y, feature_name=spec.names, categorical_feature=cats, free_raw_data=False
+    )
     valid = lgb.Dataset(X_valid, y_valid, reference=train, categorical_feature=cats)
     booster = lgb.train(
         _lgb_params(spec, cfg),
@@ -133,8 +135,14 @@ def _lgb_params(spec: FeatureSpec, cfg: ModelConfig) -> dict:
     return params
 
 
-def refit_lightgbm(model: TreeModel, fitted_rows: int, X: np.ndarray, y: np.ndarray,
-                   spec: FeatureSpec, cfg: ModelConfig) -> TreeModel:
+def refit_lightgbm(
+    model: TreeModel,
+    fitted_rows: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    spec: FeatureSpec,
+    cfg: ModelConfig,
+) -> TreeModel:
     """The same booster settings on more rows, with the early-stopped tree count scaled to them."""
     import lightgbm as lgb
 
@@ -155,14 +163,23 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConf
     """Regularised logistic regression on the same feature matrix."""
     _check_labels(y, "training")
     kinds = [f.kind for f in spec.features]
-    levels = [len(spec.categories[f.name]) + 1 if f.kind == "categorical" else 0 for f in spec.features]
+    levels = [
+        len(spec.categories[f.name]) + 1 if f.kind == "categorical" else 0 for f in spec.features
+    ]
     fill = np.array(
         [RECENCY_CAP_DAYS if k == "recency" else _median(X[:, j]) for j, k in enumerate(kinds)]
     )
     model = LinearModel(kinds, levels, fill, np.zeros(0), np.ones(0), np.zeros(0, np.int64))
-    owner = np.concatenate(
-        [np.full(lv + 1 if k == "categorical" else 2, j) for j, (k, lv) in enumerate(zip(kinds, levels, strict=False))]
-    ).astype(np.int64) if kinds else np.zeros(0, np.int64)
+    owner = (
+        np.concatenate(
+            [
+                np.full(lv + 1 if k == "categorical" else 2, j)
+                for j, (k, lv) in enumerate(zip(kinds, levels, strict=False))
+            ]
+        ).astype(np.int64)
+        if kinds
+        else np.zeros(0, np.int64)
+    )
     model.owner = owner
     model.mean, model.scale = np.zeros(len(owner)), np.ones(len(owner))
     raw = model.design(X)
@@ -213,8 +230,9 @@ class NaiveBayesModel:
         return {"bins": int(sum(len(t) for t in self.tables))}
 
 
-def fit_naive_bayes(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConfig,
-                    bins: int = 10) -> NaiveBayesModel:
+def fit_naive_bayes(
+    X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConfig, bins: int = 10
+) -> NaiveBayesModel:
     """Naive Bayes on the same feature matrix: categorical codes and numeric quantile bins."""
     _check_labels(y, "training")
     edges: list = []
@@ -224,8 +242,12 @@ def fit_naive_bayes(X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelC
             edges.append(None)
         else:
             edges.append(np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])))
-    sizes = [len(spec.categories[f.name]) + 2 if e is None and f.kind == "categorical"
-             else (2 if e is None else len(e) + 2) for f, e in zip(spec.features, edges, strict=True)]
+    sizes = [
+        len(spec.categories[f.name]) + 2
+        if e is None and f.kind == "categorical"
+        else (2 if e is None else len(e) + 2)
+        for f, e in zip(spec.features, edges, strict=True)
+    ]
     model = NaiveBayesModel(edges, [np.zeros(k) for k in sizes], 0.0)
     pos, bias = y == 1, float(np.log((y == 1).sum() + 1) - np.log((y == 0).sum() + 1))
     for j, k in enumerate(sizes):
@@ -261,7 +283,9 @@ class BlendModel:
         return sum(w * part.margin(X) for part, w in zip(self.parts, self.weights, strict=True))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return sum(w * part.contributions(X) for part, w in zip(self.parts, self.weights, strict=True))
+        return sum(
+            w * part.contributions(X) for part, w in zip(self.parts, self.weights, strict=True)
+        )
 
     @property
     def threads(self) -> int:
@@ -275,15 +299,19 @@ class BlendModel:
 
     @property
     def size(self) -> dict:
-        return {f"{part.kind} x {w:.2f}": part.size for part, w in zip(self.parts, self.weights, strict=True)}
+        return {
+            f"{part.kind} x {w:.2f}": part.size
+            for part, w in zip(self.parts, self.weights, strict=True)
+        }
 
 
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 SIMPLICITY = {"naive_bayes": 0, "logistic": 1, "lightgbm": 2, "blend": 3}
 
 
-def blend_on_validation(tree: TreeModel, linear: LinearModel, X_valid: np.ndarray,
-                        y_valid: np.ndarray) -> BlendModel:
+def blend_on_validation(
+    tree: TreeModel, linear: LinearModel, X_valid: np.ndarray, y_valid: np.ndarray
+) -> BlendModel:
     """Blend of the two models; the tree's weight (0.25, 0.5, 0.75) is the best on validation."""
     m_tree, m_linear = tree.margin(X_valid), linear.margin(X_valid)
     aucs = [roc_auc_score(y_valid, w * m_tree + (1 - w) * m_linear) for w in BLEND_WEIGHTS]
@@ -312,7 +340,9 @@ def fit_candidates(
 ) -> list[Candidate]:
     """Fit every configured candidate; scored on the validation slice (the latest before test)."""
     _check_labels(y_valid, "validation")
-    needed = set(cfg.candidates) | ({"lightgbm", "logistic"} if "blend" in cfg.candidates else set())
+    needed = set(cfg.candidates) | (
+        {"lightgbm", "logistic"} if "blend" in cfg.candidates else set()
+    )
     models: dict[str, object] = {}
     if "lightgbm" in needed:
         models["lightgbm"] = fit_lightgbm(X, y, X_valid, y_valid, spec, cfg)
@@ -321,12 +351,21 @@ def fit_candidates(
     if "naive_bayes" in needed:
         models["naive_bayes"] = fit_naive_bayes(X, y, spec, cfg)
     if "blend" in needed:
-        models["blend"] = blend_on_validation(models["lightgbm"], models["logistic"], X_valid, y_valid)
+        models["blend"] = blend_on_validation(
+            models["lightgbm"], models["logistic"], X_valid, y_valid
+        )
     out = []
     for name in dict.fromkeys(cfg.candidates):
         margin = models[name].margin(X_valid)
-        out.append(Candidate(name, models[name], float(roc_auc_score(y_valid, margin)),
-                             _log_loss(y_valid, margin), len(y)))
+        out.append(
+            Candidate(
+                name,
+                models[name],
+                float(roc_auc_score(y_valid, margin)),
+                _log_loss(y_valid, margin),
+                len(y),
+            )
+        )
     return out
 
 
@@ -336,21 +375,30 @@ def choose(candidates: list[Candidate], tolerance: float = 0.002) -> tuple[Candi
     close = [c for c in candidates if best.valid_auc - c.valid_auc < tolerance]
     simplest = min(close, key=lambda c: SIMPLICITY.get(c.name, 9))
     if simplest is not best:
-        why = (f"{simplest.name} within {tolerance} validation ROC AUC of {best.name} "
-               f"({simplest.valid_auc:.4f} vs {best.valid_auc:.4f}): the simpler model wins ties")
+        why = (
+            f"{simplest.name} within {tolerance} validation ROC AUC of {best.name} "
+            f"({simplest.valid_auc:.4f} vs {best.valid_auc:.4f}): the simpler model wins ties"
+        )
     else:
         why = f"{best.name} had the best validation ROC AUC ({best.valid_auc:.4f})"
     return simplest, why
 
 
-def refit(candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec,
-          cfg: ModelConfig) -> object:
+def refit(
+    candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConfig
+) -> object:
     """The chosen model fitted again, same settings, on more rows (training + validation)."""
     return _refit_model(candidate.model, candidate.fitted_rows, X, y, spec, cfg)
 
 
-def _refit_model(model: object, fitted_rows: int, X: np.ndarray, y: np.ndarray,
-                 spec: FeatureSpec, cfg: ModelConfig) -> object:
+def _refit_model(
+    model: object,
+    fitted_rows: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    spec: FeatureSpec,
+    cfg: ModelConfig,
+) -> object:
     if isinstance(model, TreeModel):
         return refit_lightgbm(model, fitted_rows, X, y, spec, cfg)
     if isinstance(model, LinearModel):
@@ -360,7 +408,9 @@ def _refit_model(model: object, fitted_rows: int, X: np.ndarray, y: np.ndarray,
     if isinstance(model, BlendModel):
         parts = [_refit_model(part, fitted_rows, X, y, spec, cfg) for part in model.parts]
         return BlendModel(parts, list(model.weights))
-    raise TrainingError(f"cannot refit a model of kind {getattr(model, 'kind', type(model).__name__)!r}")
+    raise TrainingError(
+        f"cannot refit a model of kind {getattr(model, 'kind', type(model).__name__)!r}"
+    )
 
 
 def _log_loss(y: np.ndarray, margin: np.ndarray) -> float:

@@ -60,31 +60,60 @@ class Prepared:
         return self.X[mask], self.y[mask]
 
 
-def prepare(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, log: Log = print) -> Prepared:
+def prepare(
+    config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, log: Log = print
+) -> Prepared:
     """Snapshots, split and point-in-time features for a validated dataset."""
     has_time = "created_at" in leads.columns
     if has_time:
         cutoff = data_cutoff(leads, events)
-        snaps = make_snapshots(leads, config.snapshots.offsets_days, config.snapshots.horizon_days, cutoff)
+        snaps = make_snapshots(
+            leads, config.snapshots.offsets_days, config.snapshots.horizon_days, cutoff
+        )
     else:
         cutoff, snaps = None, table_snapshots(leads)
     if len(snaps) == 0:
-        raise TrainingError("no training snapshots: no lead has a fully observed label window "
-                            f"({config.snapshots.horizon_days} days) before the end of the data")
+        raise TrainingError(
+            "no training snapshots: no lead has a fully observed label window "
+            f"({config.snapshots.horizon_days} days) before the end of the data"
+        )
     method = choose_method(config.split, has_time, config.data.ordered)
-    split = split_snapshots(snaps, leads, config.split, method,
-                            horizon_days=config.snapshots.horizon_days, seed=config.model.seed)
+    split = split_snapshots(
+        snaps,
+        leads,
+        config.split,
+        method,
+        horizon_days=config.snapshots.horizon_days,
+        seed=config.model.seed,
+    )
     train_rows = snaps["row"].to_numpy()[split == TRAIN]
     spec = fit_feature_spec(leads.iloc[np.unique(train_rows)], events, config)
     t0 = time.perf_counter()
     as_of = snaps["as_of"].to_numpy() if has_time else None
     X = build_features(spec, leads.iloc[snaps["row"].to_numpy()], events, as_of)
-    log(f"features: {X.shape[0]:,} snapshots x {X.shape[1]} features in {time.perf_counter() - t0:.1f}s")
-    info = {"cutoff": str(cutoff) if cutoff is not None else None, "featurize_seconds": time.perf_counter() - t0,
-            "leads": len(leads), "events": 0 if events is None else len(events), "snapshots": len(snaps)}
+    log(
+        f"features: {X.shape[0]:,} snapshots x {X.shape[1]} features in {time.perf_counter() - t0:.1f}s"
+    )
+    info = {
+        "cutoff": str(cutoff) if cutoff is not None else None,
+        "featurize_seconds": time.perf_counter() - t0,
+        "leads": len(leads),
+        "events": 0 if events is None else len(events),
+        "snapshots": len(snaps),
+    }
     if has_time:
         info["window"] = [str(leads["created_at"].min()), str(cutoff)]
-    return Prepared(leads, events, snaps, split, spec, X, snaps["label"].to_numpy().astype(np.int64), method, info)
+    return Prepared(
+        leads,
+        events,
+        snaps,
+        split,
+        spec,
+        X,
+        snaps["label"].to_numpy().astype(np.int64),
+        method,
+        info,
+    )
 
 
 def drop_features(prep: Prepared, names: list[str]) -> None:
@@ -101,14 +130,24 @@ def drop_features(prep: Prepared, names: list[str]) -> None:
     prep.X = prep.X[:, keep]
 
 
-def fit_model(config: Config, prep: Prepared, version: str, log: Log = print, *,
-              previous_grades: GradeThresholds | None = None) -> tuple[LeadModel, dict]:
+def fit_model(
+    config: Config,
+    prep: Prepared,
+    version: str,
+    log: Log = print,
+    *,
+    previous_grades: GradeThresholds | None = None,
+) -> tuple[LeadModel, dict]:
     """Screen, fit the candidates, choose on the validation slice, calibrate, set grades."""
     X_tr, y_tr = prep.part(TRAIN)
     X_va, y_va = prep.part(VALID)
-    screening = screen_features(prep.spec, X_tr, y_tr, X_va, config.screening,
-                                **_age_groups(prep), seed=config.model.seed)
-    screening.notes += [f"Column '{c}' {why}." for c, why in post_outcome_columns(prep.leads, prep.snapshots).items()]
+    screening = screen_features(
+        prep.spec, X_tr, y_tr, X_va, config.screening, **_age_groups(prep), seed=config.model.seed
+    )
+    screening.notes += [
+        f"Column '{c}' {why}."
+        for c, why in post_outcome_columns(prep.leads, prep.snapshots).items()
+    ]
     _report_screening(screening, config, log)
     drop_features(prep, screening.dropped)
     X_tr, _ = prep.part(TRAIN)
@@ -116,31 +155,58 @@ def fit_model(config: Config, prep: Prepared, version: str, log: Log = print, *,
     t0 = time.perf_counter()
     candidates = fit_candidates(X_tr, y_tr, X_va, y_va, prep.spec, config.model)
     best, why = choose(candidates)
-    log("candidates: " + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates) + f" -> {best.name}")
+    log(
+        "candidates: "
+        + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates)
+        + f" -> {best.name}"
+    )
     final, refit_info = _refit(best, prep, config, bool(screening.drifted), log)
     # calibrated on the validation slice as scored by the model that never saw it (before any refit)
     margin_va = best.model.margin(X_va)
     calibrator, cal_info = fit_calibrator(margin_va, y_va, config.calibration.method)
     if refit_info and config.calibration.method == "auto" and calibrator.method == "isotonic":
         calibrator, _ = fit_calibrator(margin_va, y_va, "platt")
-        cal_info = {**cal_info, "method": "platt", "why": "refit: the new margins can leave isotonic's "
-                    "knots, where its steps clip and tie; Platt keeps their order"}
+        cal_info = {
+            **cal_info,
+            "method": "platt",
+            "why": "refit: the new margins can leave isotonic's "
+            "knots, where its steps clip and tie; Platt keeps their order",
+        }
     train_scores = to_score(calibrator.predict(final.margin(X_tr)))
     grades = grade_thresholds(config.grades, train_scores, previous=previous_grades)
-    model = LeadModel(prep.spec, final, calibrator, grades, version,
-                      config.explain.top_positive, config.explain.top_negative,
-                      metadata={"refit": refit_info})
+    model = LeadModel(
+        prep.spec,
+        final,
+        calibrator,
+        grades,
+        version,
+        config.explain.top_positive,
+        config.explain.top_negative,
+        metadata={"refit": refit_info},
+    )
     info = {
-        "chosen": best.name, "chosen_because": why, "fit_seconds": time.perf_counter() - t0,
+        "chosen": best.name,
+        "chosen_because": why,
+        "fit_seconds": time.perf_counter() - t0,
         "refit": refit_info,
-        "candidates": [{"name": c.name, "valid_auc": c.valid_auc, "valid_log_loss": c.valid_log_loss,
-                        "size": c.model.size} for c in candidates],
-        "calibration": cal_info, "screening": screening.__dict__,
+        "candidates": [
+            {
+                "name": c.name,
+                "valid_auc": c.valid_auc,
+                "valid_log_loss": c.valid_log_loss,
+                "size": c.model.size,
+            }
+            for c in candidates
+        ],
+        "calibration": cal_info,
+        "screening": screening.__dict__,
     }
     return model, info
 
 
-def _refit(best, prep: Prepared, config: Config, drifted: bool, log: Log) -> tuple[object, dict | None]:
+def _refit(
+    best, prep: Prepared, config: Config, drifted: bool, log: Log
+) -> tuple[object, dict | None]:
     """The chosen candidate refitted on training + validation rows (model.refit), else as is."""
     if config.model.refit == "never" or (config.model.refit == "auto" and not drifted):
         return best.model, None
@@ -161,19 +227,31 @@ def _age_groups(prep: Prepared) -> dict:
 
 
 def _report_screening(s: Screening, config: Config, log: Log) -> None:
-    action = "the run fails (screening.fail_on_leak)" if config.screening.fail_on_leak else "dropped"
+    action = (
+        "the run fails (screening.fail_on_leak)" if config.screening.fail_on_leak else "dropped"
+    )
     for note in s.notes:
         log(f"LEAK WARNING: {note}")
     for name in s.leaks:
         s.notes.append(f"Leak warning: feature '{name}' {s.leak_reasons.get(name, '')}.")
-        log(f"LEAK WARNING: feature '{name}' {s.leak_reasons.get(name, 'predicts the label almost alone')}. "
-            f"Is it known before the outcome? {action}; declare known leaks in data.leaking.")
+        log(
+            f"LEAK WARNING: feature '{name}' {s.leak_reasons.get(name, 'predicts the label almost alone')}. "
+            f"Is it known before the outcome? {action}; declare known leaks in data.leaking."
+        )
     if s.leaks and config.screening.fail_on_leak:
         reasons = "; ".join(f"'{n}' {s.leak_reasons.get(n, '')}".strip() for n in s.leaks)
-        raise TrainingError(f"leaking feature(s) {s.leaks} (screening.fail_on_leak is true): {reasons}")
+        raise TrainingError(
+            f"leaking feature(s) {s.leaks} (screening.fail_on_leak is true): {reasons}"
+        )
     if s.drifted:
-        action = "dropped" if config.screening.drift_action == "drop" else "kept (screening.drift_action: report)"
-        log(f"drift: {s.drifted} differ between the training period and the latest period (PSI > {config.screening.drift_psi}); {action}")
+        action = (
+            "dropped"
+            if config.screening.drift_action == "drop"
+            else "kept (screening.drift_action: report)"
+        )
+        log(
+            f"drift: {s.drifted} differ between the training period and the latest period (PSI > {config.screening.drift_psi}); {action}"
+        )
 
 
 def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
@@ -182,10 +260,14 @@ def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
     X_va, y_va = prep.part(VALID)
     X_te, y_te = prep.part(TEST)
     if len(y_te) == 0 or len(np.unique(y_te)) < 2:
-        raise TrainingError(f"the test slice has {len(y_te)} rows and {int(y_te.sum())} conversions: need both classes")
+        raise TrainingError(
+            f"the test slice has {len(y_te)} rows and {int(y_te.sum())} conversions: need both classes"
+        )
     p_te = model.calibrator.predict(model.model.margin(X_te))
     refitted = bool(model.metadata.get("refit"))
-    fit_rows = (prep.split == TRAIN) | ((prep.split == VALID) & refitted)  # the rows leadml was fitted on
+    fit_rows = (prep.split == TRAIN) | (
+        (prep.split == VALID) & refitted
+    )  # the rows leadml was fitted on
     lr = fit_logistic_baseline(prep.X[fit_rows], prep.y[fit_rows], prep.spec, config.model.seed)
     nb = fit_naive_bayes_baseline(prep.X[fit_rows], prep.y[fit_rows], prep.spec)
     scores = to_score(p_te)
@@ -197,17 +279,32 @@ def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
         "model_kind": model.kind,
         "test": metrics(y_te, p_te),
         "valid": metrics(y_va, model.calibrator.predict(model.model.margin(X_va))),
-        "baselines": {"logistic_regression": metrics(y_te, lr.predict_proba(X_te)),
-                      "naive_bayes": metrics(y_te, nb.predict_proba(X_te))},
+        "baselines": {
+            "logistic_regression": metrics(y_te, lr.predict_proba(X_te)),
+            "naive_bayes": metrics(y_te, nb.predict_proba(X_te)),
+        },
         "reliability": reliability_table(y_te, p_te),
         "gains": gains_by_decile(y_te, p_te),
-        "by_grade": {g: {"n": int((grades == g).sum()), "rate": float(y_te[grades == g].mean()) if (grades == g).any() else None}
-                     for g in model.grades.names},
+        "by_grade": {
+            g: {
+                "n": int((grades == g).sum()),
+                "rate": float(y_te[grades == g].mean()) if (grades == g).any() else None,
+            }
+            for g in model.grades.names
+        },
         "segments": segment_auc(y_te, p_te, seg[prep.split == TEST]) if seg is not None else {},
         "base_rate": _base_rate(rates, y_tr, y_va, y_te),
-        "split": {"method": prep.method, **{k: int((prep.split == k).sum()) for k in (TRAIN, VALID, TEST)},
-                  "purged": int((prep.split == "").sum())},
-        "_arrays": {"y_test": y_te, "p_test": p_te, "p_lr": lr.predict_proba(X_te), "p_nb": nb.predict_proba(X_te)},
+        "split": {
+            "method": prep.method,
+            **{k: int((prep.split == k).sum()) for k in (TRAIN, VALID, TEST)},
+            "purged": int((prep.split == "").sum()),
+        },
+        "_arrays": {
+            "y_test": y_te,
+            "p_test": p_te,
+            "p_lr": lr.predict_proba(X_te),
+            "p_nb": nb.predict_proba(X_te),
+        },
     }
 
 
@@ -220,20 +317,27 @@ def _segment_column(prep: Prepared) -> np.ndarray | None:
 
 def _base_rate(rates: dict, y_tr: np.ndarray, y_va: np.ndarray, y_te: np.ndarray) -> dict:
     """Conversion rates per slice, and a plain warning when test differs beyond the interval."""
-    shifted, off_calibration = _rate_shift(y_tr, y_te), _rate_shift(y_va, y_te) if len(y_va) else False
+    shifted, off_calibration = (
+        _rate_shift(y_tr, y_te),
+        _rate_shift(y_va, y_te) if len(y_va) else False,
+    )
     out = {**rates, "shift_warning": shifted, "calibration_shift_warning": off_calibration}
     if shifted or off_calibration:
         anchor = "the calibration (validation) slice" if off_calibration else "training"
-        out["message"] = (f"The test period converts at {rates['test']:.1%} against {rates['train']:.1%} in training "
-                          f"and {rates['valid']:.1%} in validation: outside the 95% interval of {anchor}. "
-                          "Probabilities are calibrated to the past rate; expect them to be off until retrained.")
+        out["message"] = (
+            f"The test period converts at {rates['test']:.1%} against {rates['train']:.1%} in training "
+            f"and {rates['valid']:.1%} in validation: outside the 95% interval of {anchor}. "
+            "Probabilities are calibrated to the past rate; expect them to be off until retrained."
+        )
     return out
 
 
 def _rate_shift(y_train: np.ndarray, y_test: np.ndarray) -> bool:
     """True when the test conversion rate lies outside the training rate's 95% interval."""
     p, n = y_train.mean(), len(y_train)
-    half = 1.96 * np.sqrt(max(p * (1 - p), 1e-12) / n) + 1.96 * np.sqrt(max(y_test.mean() * (1 - y_test.mean()), 1e-12) / len(y_test))
+    half = 1.96 * np.sqrt(max(p * (1 - p), 1e-12) / n) + 1.96 * np.sqrt(
+        max(y_test.mean() * (1 - y_test.mean()), 1e-12) / len(y_test)
+    )
     return bool(abs(y_test.mean() - p) > half)
 
 
@@ -262,8 +366,15 @@ class TrainResult:
     mlflow: dict = field(default_factory=dict)
 
 
-def run_training(config: Config, *, url: str | None = None, output: str | Path | None = None,
-                 log: Log = print, track: bool = True, config_path: str | None = None) -> TrainResult:
+def run_training(
+    config: Config,
+    *,
+    url: str | None = None,
+    output: str | Path | None = None,
+    log: Log = print,
+    track: bool = True,
+    config_path: str | None = None,
+) -> TrainResult:
     """The whole training run; writes models/<version>/ and models/latest (or under output)."""
     from leadml.data.io import read_dataset
     from leadml.report import write_artifacts
@@ -275,13 +386,27 @@ def run_training(config: Config, *, url: str | None = None, output: str | Path |
     models_dir = Path(output or config.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     version = new_version(models_dir)
-    model, fit_info = fit_model(config, prep, version, log, previous_grades=_previous_grades(config, track, log))
+    model, fit_info = fit_model(
+        config, prep, version, log, previous_grades=_previous_grades(config, track, log)
+    )
     evaluation = evaluate_model(model, prep, config)
     evaluation.update(fit_info)
-    evaluation["data"] = {**prep.info, "source": url or config.data.source, "fingerprint": data_fingerprint(leads, events)}
-    evaluation["grades"] = {"names": list(model.grades.names), "hot_min": model.grades.hot_min, "warm_min": model.grades.warm_min}
+    evaluation["data"] = {
+        **prep.info,
+        "source": url or config.data.source,
+        "fingerprint": data_fingerprint(leads, events),
+    }
+    evaluation["grades"] = {
+        "names": list(model.grades.names),
+        "hot_min": model.grades.hot_min,
+        "warm_min": model.grades.warm_min,
+    }
     evaluation["train_seconds"] = time.perf_counter() - t0
-    model.metadata = {k: v for k, v in evaluation.items() if not k.startswith("_") and k not in ("reliability", "gains")}
+    model.metadata = {
+        k: v
+        for k, v in evaluation.items()
+        if not k.startswith("_") and k not in ("reliability", "gains")
+    }
     model.reference = _score_sample(model, prep)
     bundle_dir = models_dir / version
     save_bundle(model, bundle_dir)
@@ -308,8 +433,10 @@ def _previous_grades(config: Config, track: bool, log: Log) -> GradeThresholds |
         log(f"grades: cannot read the champion's thresholds ({exc}); recomputing them")
         return None
     if previous is not None:
-        log(f"grades: keeping the champion's thresholds (hot >= {previous.hot_min}, "
-            f"warm >= {previous.warm_min}); grades.regrade or --regrade recomputes them")
+        log(
+            f"grades: keeping the champion's thresholds (hot >= {previous.hot_min}, "
+            f"warm >= {previous.warm_min}); grades.regrade or --regrade recomputes them"
+        )
     return previous
 
 
@@ -317,10 +444,20 @@ def _score_sample(model: LeadModel, prep: Prepared, limit: int = 20_000) -> dict
     """Reference distributions for monitoring: score histogram and feature quantiles (train)."""
     X_tr, _ = prep.part(TRAIN)
     rng = np.random.default_rng(0)
-    idx = rng.choice(len(X_tr), size=min(limit, len(X_tr)), replace=False) if len(X_tr) else np.zeros(0, int)
+    idx = (
+        rng.choice(len(X_tr), size=min(limit, len(X_tr)), replace=False)
+        if len(X_tr)
+        else np.zeros(0, int)
+    )
     sample = X_tr[np.sort(idx)]
     keep = np.sort(rng.permutation(len(sample))[:2000])
-    scores = to_score(model.calibrator.predict(model.model.margin(sample))) if len(sample) else np.zeros(0)
-    return {"score_histogram": np.bincount(scores.astype(int), minlength=101).tolist(),
-            # a random 2,000 of the sample: its first rows would be the oldest snapshots only
-            "features": {n: sample[keep, j].tolist() for j, n in enumerate(model.spec.names)}}
+    scores = (
+        to_score(model.calibrator.predict(model.model.margin(sample)))
+        if len(sample)
+        else np.zeros(0)
+    )
+    return {
+        "score_histogram": np.bincount(scores.astype(int), minlength=101).tolist(),
+        # a random 2,000 of the sample: its first rows would be the oldest snapshots only
+        "features": {n: sample[keep, j].tolist() for j, n in enumerate(model.spec.names)},
+    }

@@ -25,17 +25,30 @@ def export(seed: int = 3, n: int = N) -> pd.DataFrame:
     channel = rng.choice(["web", "phone", "event"], size=n)
     logit = -2.2 + 1.2 * t + 0.9 * score + 0.6 * (channel == "event")
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return pd.DataFrame({"score": score, "age": rng.integers(20, 70, size=n), "channel": channel,
-                         "y": np.where(y, "yes", "no")})
+    return pd.DataFrame(
+        {
+            "score": score,
+            "age": rng.integers(20, 70, size=n),
+            "channel": channel,
+            "y": np.where(y, "yes", "no"),
+        }
+    )
 
 
 def table_config(**split) -> Config:
-    return Config.model_validate({
-        "data": {"id_column": None, "created_at": None, "converted_at": None, "ordered": True,
-                 "target": {"column": "y", "positive": "yes"}},
-        "split": {"test_fraction": 0.2, **split},
-        "model": {"threads": 1, "lightgbm": {"num_boost_round": 60}},
-    })
+    return Config.model_validate(
+        {
+            "data": {
+                "id_column": None,
+                "created_at": None,
+                "converted_at": None,
+                "ordered": True,
+                "target": {"column": "y", "positive": "yes"},
+            },
+            "split": {"test_fraction": 0.2, **split},
+            "model": {"threads": 1, "lightgbm": {"num_boost_round": 60}},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +94,9 @@ def test_the_last_fold_is_the_training_runs_own_split(rolling, leads):
     ev = evaluate_model(model, prep, config)
     last = rolling.folds[-1]["models"]
     assert last["leadml"]["roc_auc"] == pytest.approx(ev["test"]["roc_auc"])
-    assert last["logistic_regression"]["roc_auc"] == pytest.approx(ev["baselines"]["logistic_regression"]["roc_auc"])
+    assert last["logistic_regression"]["roc_auc"] == pytest.approx(
+        ev["baselines"]["logistic_regression"]["roc_auc"]
+    )
 
 
 def test_stratified_kfold_tests_every_row_once(leads):
@@ -97,7 +112,9 @@ def test_json_is_strict_and_keeps_per_fold_and_summary(rolling):
     rolling.folds[0]["models"]["naive_bayes"]["lift_top_decile"] = float("nan")
     data = json.loads(rolling.to_json())
     assert data["folds"][0]["models"]["naive_bayes"]["lift_top_decile"] is None
-    assert data["summary"]["leadml"]["roc_auc"]["mean"] == pytest.approx(rolling.summary["leadml"]["roc_auc"]["mean"])
+    assert data["summary"]["leadml"]["roc_auc"]["mean"] == pytest.approx(
+        rolling.summary["leadml"]["roc_auc"]["mean"]
+    )
     assert len(data["folds"]) == 3 and data["method"] == "rolling_origin"
 
 
@@ -110,10 +127,21 @@ def test_bad_fold_counts_are_refused(leads):
 
 def test_known_at_forgets_the_future():
     created = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(10), unit="D")
-    leads = pd.DataFrame({"lead_id": np.arange(10), "created_at": created,
-                          "status": ["converted"] * 10, "converted_at": created + pd.Timedelta(days=3)})
-    events = pd.DataFrame({"lead_id": np.arange(10), "occurred_at": created + pd.Timedelta(days=1),
-                           "event_type": "web_visit"})
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(10),
+            "created_at": created,
+            "status": ["converted"] * 10,
+            "converted_at": created + pd.Timedelta(days=3),
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "lead_id": np.arange(10),
+            "occurred_at": created + pd.Timedelta(days=1),
+            "event_type": "web_visit",
+        }
+    )
     past, past_events = known_at(leads, events, 0.5)
     end = pd.Timestamp("2025-01-06")
     assert list(past["lead_id"]) == [0, 1, 2, 3, 4]
@@ -130,9 +158,12 @@ def test_evaluate_command_prints_the_table_and_writes_json(tmp_path):
     cfg.write_text(
         f"data:\n  source: {csv}\n  csv_separator: ';'\n  id_column: null\n  created_at: null\n"
         "  converted_at: null\n  ordered: true\n  target: {column: y, positive: 'yes'}\n"
-        "split:\n  test_fraction: 0.2\nmodel:\n  threads: 1\n  lightgbm: {num_boost_round: 40}\n")
+        "split:\n  test_fraction: 0.2\nmodel:\n  threads: 1\n  lightgbm: {num_boost_round: 40}\n"
+    )
     out = tmp_path / "evaluate.json"
-    result = CliRunner().invoke(app, ["evaluate", "--config", str(cfg), "--folds", "2", "--output", str(out)])
+    result = CliRunner().invoke(
+        app, ["evaluate", "--config", str(cfg), "--folds", "2", "--output", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "rolling-origin" in result.output and "logistic regression" in result.output
     data = json.loads(out.read_text())

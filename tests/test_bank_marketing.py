@@ -17,8 +17,12 @@ from leadml.config import load_config, override
 from leadml.errors import TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
-CSV = Path(os.environ.get("LEADML_BANK_CSV",
-                          ROOT.parent / "shared" / "data" / "bank-marketing" / "bank-additional-full.csv"))
+CSV = Path(
+    os.environ.get(
+        "LEADML_BANK_CSV",
+        ROOT.parent / "shared" / "data" / "bank-marketing" / "bank-additional-full.csv",
+    )
+)
 
 pytestmark = pytest.mark.skipif(not CSV.is_file(), reason=f"bank marketing data not found at {CSV}")
 
@@ -37,7 +41,9 @@ def dataset(config):
 
 
 @pytest.mark.slow
-def test_forward_split_beats_logistic_regression_and_warns_of_the_base_rate(config, tmp_path_factory):
+def test_forward_split_beats_logistic_regression_and_warns_of_the_base_rate(
+    config, tmp_path_factory
+):
     from leadml.workflow import run_training
 
     out = tmp_path_factory.mktemp("bank_models")

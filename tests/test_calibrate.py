@@ -35,7 +35,9 @@ def test_calibration_is_monotone():
 
 
 def test_score_range_and_rounding():
-    np.testing.assert_array_equal(to_score(np.array([0.0, 0.004, 0.305, 0.5, 0.996, 1.0])), [1, 1, 30, 50, 100, 100])
+    np.testing.assert_array_equal(
+        to_score(np.array([0.0, 0.004, 0.305, 0.5, 0.996, 1.0])), [1, 1, 30, 50, 100, 100]
+    )
 
 
 def test_grades_fixed_and_quantile_stable():

@@ -19,7 +19,9 @@ def test_help_does_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    helped = subprocess.run([sys.executable, "-m", "leadml", "--help"], capture_output=True, text=True)
+    helped = subprocess.run(
+        [sys.executable, "-m", "leadml", "--help"], capture_output=True, text=True
+    )
     assert helped.returncode == 0
     for command in ("train", "score", "explain", "serve", "generate", "evaluate", "monitor"):
         assert command in helped.stdout
@@ -35,8 +37,11 @@ def test_config_schema_is_json_schema():
 def test_unknown_config_key_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  sourse: sqlite:///x.db\n")
-    out = subprocess.run([sys.executable, "-m", "leadml", "config", "--config", str(bad)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "leadml", "config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.sourse" in lines[0] and "Extra inputs" in lines[0]
@@ -45,14 +50,30 @@ def test_unknown_config_key_is_one_line_exit_2(tmp_path):
 def test_malformed_yaml_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed\n")
-    out = subprocess.run([sys.executable, "-m", "leadml", "config", "--config", str(bad)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "leadml", "config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "not valid YAML" in out.stderr
 
 
 def test_train_on_missing_database_is_a_clear_error(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "leadml", "train", "--db", f"sqlite:///{tmp_path}/nope.db",
-                          "--output", str(tmp_path / "m"), "--no-mlflow"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leadml",
+            "train",
+            "--db",
+            f"sqlite:///{tmp_path}/nope.db",
+            "--output",
+            str(tmp_path / "m"),
+            "--no-mlflow",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "nope.db" in out.stderr
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())

@@ -31,12 +31,22 @@ def platt(a=1.0, b=0.0):
     return Calibrator("platt", np.zeros(0), np.zeros(0), a, b)
 
 
-@pytest.mark.parametrize("cal", [platt(), platt(2.5, -1.0),
-                                 Calibrator("isotonic", np.array([-3.0, -1, 0, 1, 3]), np.array([0.001, 0.05, 0.2, 0.7, 0.999]))])
+@pytest.mark.parametrize(
+    "cal",
+    [
+        platt(),
+        platt(2.5, -1.0),
+        Calibrator(
+            "isotonic", np.array([-3.0, -1, 0, 1, 3]), np.array([0.001, 0.05, 0.2, 0.7, 0.999])
+        ),
+    ],
+)
 def test_points_add_up_for_thousands_of_leads_including_1_and_100(cal):
     rng = np.random.default_rng(1)
     n, d = 5000, 20
-    contrib = np.column_stack([rng.normal(0, 1.2, (n, d)) * rng.random((n, 1)) * 2, np.full(n, -0.5)])
+    contrib = np.column_stack(
+        [rng.normal(0, 1.2, (n, d)) * rng.random((n, 1)) * 2, np.full(n, -0.5)]
+    )
     prob, score, base, points = score_and_points(contrib, cal)
     np.testing.assert_array_equal(base + points.sum(axis=1), score)
     assert score.min() == 1 and score.max() == 100  # extremes covered
@@ -51,9 +61,16 @@ def fitted():
     rng = np.random.default_rng(3)
     n = 6000
     created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.uniform(0, 300, n), unit="D")
-    leads = pd.DataFrame({"lead_id": np.arange(n), "created_at": created, "status": "open",
-                          "converted_at": pd.NaT, "source": rng.choice(["web", "referral", "ads"], n),
-                          "employees": rng.lognormal(3, 1, n)})
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(n),
+            "created_at": created,
+            "status": "open",
+            "converted_at": pd.NaT,
+            "source": rng.choice(["web", "referral", "ads"], n),
+            "employees": rng.lognormal(3, 1, n),
+        }
+    )
     spec = fit_feature_spec(leads, None, Config())
     from leadml.features import build_features
 
@@ -67,7 +84,11 @@ def fitted():
 def test_real_models_points_are_exact_and_reasons_consistent(fitted, kind):
     spec, X, y = fitted
     cfg = ModelConfig()
-    model = fit_lightgbm(X[:4000], y[:4000], X[4000:], y[4000:], spec, cfg) if kind == "lightgbm" else fit_logistic(X[:4000], y[:4000], spec, cfg)
+    model = (
+        fit_lightgbm(X[:4000], y[:4000], X[4000:], y[4000:], spec, cfg)
+        if kind == "lightgbm"
+        else fit_logistic(X[:4000], y[:4000], spec, cfg)
+    )
     contrib = model.contributions(X)
     np.testing.assert_allclose(contrib.sum(axis=1), model.margin(X), atol=1e-6)
     cal, _ = fit_calibrator(model.margin(X[4000:]), y[4000:], "platt")
@@ -89,9 +110,27 @@ def test_real_models_points_are_exact_and_reasons_consistent(fitted, kind):
 def test_reason_text_reads_plainly():
     from leadml.features import FeatureSpec, reason_text
 
-    spec = FeatureSpec({"source": ["referral", "web"]}, [], ["pricing_page_view", "email_open"], [7, 30, 90], 14, True)
+    spec = FeatureSpec(
+        {"source": ["referral", "web"]},
+        [],
+        ["pricing_page_view", "email_open"],
+        [7, 30, 90],
+        14,
+        True,
+    )
     vals = {"pricing_page_view_count_7d": 4.0, "pricing_page_view_count_30d": 5.0}
-    assert reason_text(spec, "event:pricing_page_view", vals) == "Viewed the pricing page 4 times in the last 7 days"
+    assert (
+        reason_text(spec, "event:pricing_page_view", vals)
+        == "Viewed the pricing page 4 times in the last 7 days"
+    )
     assert reason_text(spec, "attr:source", {"source": 0.0}) == "Source: referral"
-    quiet = {"email_open_count_7d": 0.0, "email_open_count_30d": 0.0, "email_open_count_90d": 0.0, "email_open_days_since": 120.0}
-    assert reason_text(spec, "event:email_open", quiet) == "No email opens in the last 90 days (last one 120 days ago)"
+    quiet = {
+        "email_open_count_7d": 0.0,
+        "email_open_count_30d": 0.0,
+        "email_open_count_90d": 0.0,
+        "email_open_days_since": 120.0,
+    }
+    assert (
+        reason_text(spec, "event:email_open", quiet)
+        == "No email opens in the last 90 days (last one 120 days ago)"
+    )

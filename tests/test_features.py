@@ -39,8 +39,14 @@ def events():
             "occurred_at": pd.to_datetime(
                 ["2025-01-02", "2025-01-20", "2025-01-06", "2025-02-01", "2025-02-09", "2025-03-01"]
             ),
-            "event_type": ["web_visit", "pricing_page_view", "pricing_page_view",
-                           "pricing_page_view", "demo_request", "web_visit"],
+            "event_type": [
+                "web_visit",
+                "pricing_page_view",
+                "pricing_page_view",
+                "pricing_page_view",
+                "demo_request",
+                "web_visit",
+            ],
         }
     )
 
@@ -110,7 +116,9 @@ def test_unseen_and_missing_categories(leads, events):
     assert f.loc[0, "source"] == spec.categories["source"].index("web")
     assert f.loc[1, "source"] == other
     assert np.isnan(f.loc[2, "source"])
-    row = build_row(spec, {"created_at": "2025-01-05", "source": "carrier pigeon"}, [], "2025-02-05")
+    row = build_row(
+        spec, {"created_at": "2025-01-05", "source": "carrier pigeon"}, [], "2025-02-05"
+    )
     assert row[0, spec.names.index("source")] == other
 
 
@@ -134,12 +142,21 @@ def test_snapshots_respect_open_state_and_label_window(leads):
     assert lead2[pd.Timestamp("2025-01-12")] == 1
     assert pd.Timestamp("2025-02-14") not in lead2.index  # converted by then: not open
     # lead 3 created 02-01: +7 = 02-08, window ends 03-10 (= cutoff) is allowed, +40 is not
-    assert sorted(snaps[snaps.lead_id == 3].as_of) == [pd.Timestamp("2025-02-01"), pd.Timestamp("2025-02-08")]
+    assert sorted(snaps[snaps.lead_id == 3].as_of) == [
+        pd.Timestamp("2025-02-01"),
+        pd.Timestamp("2025-02-08"),
+    ]
 
 
 def test_table_snapshots_skip_open_leads():
-    leads = pd.DataFrame({"lead_id": [1, 2, 3], "status": ["converted", "open", "disqualified"],
-                          "converted_at": pd.NaT, "x": [1, 2, 3]})
+    leads = pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3],
+            "status": ["converted", "open", "disqualified"],
+            "converted_at": pd.NaT,
+            "x": [1, 2, 3],
+        }
+    )
     snaps = table_snapshots(leads)
     assert snaps.lead_id.tolist() == [1, 3] and snaps.label.tolist() == [1, 0]
 
@@ -157,12 +174,24 @@ def test_featurize_is_fast_enough():
 
     rng = np.random.default_rng(0)
     n, m = 20_000, 300_000
-    leads = pd.DataFrame({"lead_id": np.arange(n), "status": "open", "converted_at": pd.NaT,
-                          "created_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.uniform(0, 600, n), unit="D"),
-                          "source": rng.choice(["a", "b", "c"], n)})
-    events = pd.DataFrame({"lead_id": rng.integers(0, n, m),
-                           "occurred_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.uniform(0, 700, m), unit="D"),
-                           "event_type": rng.choice(["web_visit", "email_open", "pricing_page_view"], m)})
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(n),
+            "status": "open",
+            "converted_at": pd.NaT,
+            "created_at": pd.Timestamp("2024-01-01")
+            + pd.to_timedelta(rng.uniform(0, 600, n), unit="D"),
+            "source": rng.choice(["a", "b", "c"], n),
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "lead_id": rng.integers(0, n, m),
+            "occurred_at": pd.Timestamp("2024-01-01")
+            + pd.to_timedelta(rng.uniform(0, 700, m), unit="D"),
+            "event_type": rng.choice(["web_visit", "email_open", "pricing_page_view"], m),
+        }
+    )
     spec = fit_feature_spec(leads, events, CFG)
     rows = np.repeat(np.arange(n), 5)
     as_of = leads.created_at.to_numpy()[rows] + np.tile(np.arange(5), n) * np.timedelta64(7, "D")

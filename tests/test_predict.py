@@ -59,7 +59,9 @@ def test_points_add_up_to_score(lead_model, dataset):
     from leadml.features import build_features
 
     X = build_features(lead_model.spec, leads, events, AS_OF)
-    _, score, base, points = score_and_points(lead_model.model.contributions(X), lead_model.calibrator)
+    _, score, base, points = score_and_points(
+        lead_model.model.contributions(X), lead_model.calibrator
+    )
     np.testing.assert_array_equal(base + points.sum(axis=1), out.score)
 
 
@@ -77,27 +79,60 @@ def test_direction_more_pricing_views_and_a_demo_do_not_lower_the_score(lead_mod
     leads, events = dataset
     some = leads[leads.status == "open"].head(300)
     base = score_leads(lead_model, some, events, AS_OF, reasons=False)
-    extra = pd.DataFrame({
-        "lead_id": np.repeat(some.lead_id.to_numpy(), 3),
-        "occurred_at": AS_OF - pd.to_timedelta(np.tile([1, 2, 3], len(some)), unit="D"),
-        "event_type": np.tile(["pricing_page_view", "pricing_page_view", "demo_request"], len(some)),
-    })
-    more = score_leads(lead_model, some, pd.concat([events, extra], ignore_index=True), AS_OF, reasons=False)
+    extra = pd.DataFrame(
+        {
+            "lead_id": np.repeat(some.lead_id.to_numpy(), 3),
+            "occurred_at": AS_OF - pd.to_timedelta(np.tile([1, 2, 3], len(some)), unit="D"),
+            "event_type": np.tile(
+                ["pricing_page_view", "pricing_page_view", "demo_request"], len(some)
+            ),
+        }
+    )
+    more = score_leads(
+        lead_model, some, pd.concat([events, extra], ignore_index=True), AS_OF, reasons=False
+    )
     assert (more.probability.to_numpy() >= base.probability.to_numpy() - 0.02).mean() > 0.97
     assert more.probability.mean() > base.probability.mean()
 
 
 def test_minimum_function_hot_beats_cold(lead_model):
-    hot = {"lead_id": 1, "created_at": AS_OF - pd.Timedelta(days=10), "job_seniority": "c_level",
-           "source": "referral", "authority": "decision_maker", "need": "high", "timeline": "<1m",
-           "company_size": "201-1000", "email_domain_type": "business"}
-    cold = {"lead_id": 2, "created_at": AS_OF - pd.Timedelta(days=200), "job_seniority": "individual",
-            "source": "cold_outbound", "authority": "user", "need": "low", "timeline": "6m+",
-            "company_size": "1-10", "email_domain_type": "free"}
-    hot_events = [{"occurred_at": AS_OF - pd.Timedelta(days=d), "event_type": t}
-                  for d, t in [(1, "pricing_page_view"), (2, "demo_request"), (2, "pricing_page_view"),
-                               (3, "meeting"), (4, "email_click"), (5, "web_visit")]]
-    assert score_one(lead_model, hot, hot_events, AS_OF)["score"] > score_one(lead_model, cold, [], AS_OF)["score"]
+    hot = {
+        "lead_id": 1,
+        "created_at": AS_OF - pd.Timedelta(days=10),
+        "job_seniority": "c_level",
+        "source": "referral",
+        "authority": "decision_maker",
+        "need": "high",
+        "timeline": "<1m",
+        "company_size": "201-1000",
+        "email_domain_type": "business",
+    }
+    cold = {
+        "lead_id": 2,
+        "created_at": AS_OF - pd.Timedelta(days=200),
+        "job_seniority": "individual",
+        "source": "cold_outbound",
+        "authority": "user",
+        "need": "low",
+        "timeline": "6m+",
+        "company_size": "1-10",
+        "email_domain_type": "free",
+    }
+    hot_events = [
+        {"occurred_at": AS_OF - pd.Timedelta(days=d), "event_type": t}
+        for d, t in [
+            (1, "pricing_page_view"),
+            (2, "demo_request"),
+            (2, "pricing_page_view"),
+            (3, "meeting"),
+            (4, "email_click"),
+            (5, "web_visit"),
+        ]
+    ]
+    assert (
+        score_one(lead_model, hot, hot_events, AS_OF)["score"]
+        > score_one(lead_model, cold, [], AS_OF)["score"]
+    )
 
 
 def test_bad_input_is_named(lead_model, dataset):

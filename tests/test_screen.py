@@ -19,17 +19,23 @@ def table_leads(seed: int = 0, n: int = N) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     signal = rng.normal(size=n)
     region = rng.choice(["north", "south", "east", "west"], size=n)
-    y = (rng.random(n) < 1 / (1 + np.exp(-(-1.5 + 0.5 * signal + 0.3 * (region == "north"))))).astype(int)
-    return pd.DataFrame({
-        "lead_id": np.arange(1, n + 1),
-        "status": np.where(y == 1, "converted", "disqualified"),
-        "signal": signal,
-        "noise": rng.normal(size=n),
-        "region": region,
-        "label_echo": y + rng.normal(scale=0.1, size=n),  # the label plus noise
-        "contract_value": np.where(y == 1, rng.gamma(2.0, 500.0, size=n), np.nan),  # post-outcome
-        "call_minutes": 1.5 * y + rng.normal(size=n),  # strong but not perfect alone: dominance
-    })
+    y = (
+        rng.random(n) < 1 / (1 + np.exp(-(-1.5 + 0.5 * signal + 0.3 * (region == "north"))))
+    ).astype(int)
+    return pd.DataFrame(
+        {
+            "lead_id": np.arange(1, n + 1),
+            "status": np.where(y == 1, "converted", "disqualified"),
+            "signal": signal,
+            "noise": rng.normal(size=n),
+            "region": region,
+            "label_echo": y + rng.normal(scale=0.1, size=n),  # the label plus noise
+            "contract_value": np.where(
+                y == 1, rng.gamma(2.0, 500.0, size=n), np.nan
+            ),  # post-outcome
+            "call_minutes": 1.5 * y + rng.normal(size=n),  # strong but not perfect alone: dominance
+        }
+    )
 
 
 def screen(leads: pd.DataFrame, cfg: ScreeningConfig | None = None):
@@ -54,7 +60,9 @@ def test_planted_leaks_are_flagged_with_their_reason_and_honest_features_are_not
     assert set(s.leaks) == {"label_echo", "contract_value", "call_minutes"}
     assert "alone separates" in s.leak_reasons["label_echo"]
     assert s.single_auc["label_echo"] > 0.99
-    assert "filled in for 100% of converted and 0% of other rows" in s.leak_reasons["contract_value"]
+    assert (
+        "filled in for 100% of converted and 0% of other rows" in s.leak_reasons["contract_value"]
+    )
     assert "carries" in s.leak_reasons["call_minutes"]
     assert s.single_auc["call_minutes"] < 0.95  # the single-feature test alone would miss it
     assert s.gain_share["call_minutes"] > 0.35
@@ -99,21 +107,29 @@ def test_grouped_psi_ignores_a_change_in_the_mix_of_groups():
 def test_post_outcome_timestamp_column_is_reported():
     n = 200
     created = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(n), unit="D")
-    leads = pd.DataFrame({"lead_id": np.arange(n), "created_at": created, "status": "open",
-                          "converted_at": pd.NaT,
-                          "closed_on": created + pd.Timedelta(days=90),  # after every snapshot
-                          "first_touch": created - pd.Timedelta(days=2)})
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(n),
+            "created_at": created,
+            "status": "open",
+            "converted_at": pd.NaT,
+            "closed_on": created + pd.Timedelta(days=90),  # after every snapshot
+            "first_touch": created - pd.Timedelta(days=2),
+        }
+    )
     snaps = make_snapshots(leads, [0, 7], 30, np.datetime64("2026-01-01"))
     found = post_outcome_columns(leads, snaps)
     assert list(found) == ["closed_on"] and "100%" in found["closed_on"]
 
 
 def ordered_config(**screening) -> Config:
-    return Config.model_validate({
-        "data": {"ordered": True, "created_at": None, "converted_at": None},
-        "model": {"candidates": ["logistic", "naive_bayes"], "threads": 1},
-        "screening": screening,
-    })
+    return Config.model_validate(
+        {
+            "data": {"ordered": True, "created_at": None, "converted_at": None},
+            "model": {"candidates": ["logistic", "naive_bayes"], "threads": 1},
+            "screening": screening,
+        }
+    )
 
 
 def test_fail_on_leak_stops_the_run_and_names_the_column():

@@ -14,8 +14,9 @@ from leadml.split import choose_method, rolling_origins, split_snapshots
 def data():
     n = 400
     created = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="D")
-    leads = pd.DataFrame({"lead_id": np.arange(n), "created_at": created, "status": "open",
-                          "converted_at": pd.NaT})
+    leads = pd.DataFrame(
+        {"lead_id": np.arange(n), "created_at": created, "status": "open", "converted_at": pd.NaT}
+    )
     snaps = make_snapshots(leads, [0, 7, 30], 30, np.datetime64("2025-03-01"))
     return leads, snaps
 
@@ -27,7 +28,11 @@ def test_time_split_orders_and_separates_leads(data):
     assert created[split == "train"].max() < created[split == "valid"].min()
     assert created[split == "valid"].max() < created[split == "test"].min()
     ids = {k: set(snaps.lead_id[split == k]) for k in ("train", "valid", "test")}
-    assert not ids["train"] & ids["valid"] and not ids["valid"] & ids["test"] and not ids["train"] & ids["test"]
+    assert (
+        not ids["train"] & ids["valid"]
+        and not ids["valid"] & ids["test"]
+        and not ids["train"] & ids["test"]
+    )
 
 
 def test_label_windows_do_not_reach_the_next_split(data):
@@ -63,4 +68,7 @@ def test_method_choice_and_errors():
 def test_rolling_origins_move_forward():
     folds = rolling_origins(3, 0.15)
     assert folds[-1][1] == pytest.approx(1.0)
-    assert all(a[1] <= b[0] + 1e-9 or a[1] == pytest.approx(b[0]) for a, b in zip(folds, folds[1:], strict=False))
+    assert all(
+        a[1] <= b[0] + 1e-9 or a[1] == pytest.approx(b[0])
+        for a, b in zip(folds, folds[1:], strict=False)
+    )

@@ -62,14 +62,46 @@ def test_explain_cli_matches_predict(tracked, small_config, small_db_url):
     result, _ = tracked
     leads, events = read_dataset(small_config.data)
     lead_id = int(leads.lead_id.iloc[7])
-    out = subprocess.run([sys.executable, "-m", "leadml", "explain", str(lead_id), "--db", small_db_url,
-                          "--model", str(result.bundle_dir), "--as-of", AS_OF, "--json"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leadml",
+            "explain",
+            str(lead_id),
+            "--db",
+            small_db_url,
+            "--model",
+            str(result.bundle_dir),
+            "--as-of",
+            AS_OF,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
-    expected = score_leads(load_model(result.bundle_dir), leads[leads.lead_id == lead_id], events, AS_OF).iloc[0]
+    expected = score_leads(
+        load_model(result.bundle_dir), leads[leads.lead_id == lead_id], events, AS_OF
+    ).iloc[0]
     assert shown["score"] == expected.score and shown["grade"] == expected.grade
     assert shown["reasons"] == json.loads(expected.reasons)
-    view = subprocess.run([sys.executable, "-m", "leadml", "explain", str(lead_id), "--db", small_db_url,
-                           "--model", str(result.bundle_dir), "--as-of", AS_OF], capture_output=True, text=True)
+    view = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leadml",
+            "explain",
+            str(lead_id),
+            "--db",
+            small_db_url,
+            "--model",
+            str(result.bundle_dir),
+            "--as-of",
+            AS_OF,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert f"score {expected.score}/100" in view.stdout

@@ -24,13 +24,21 @@ from leadml.train import (
 def data():
     rng = np.random.default_rng(5)
     n = 3000
-    leads = pd.DataFrame({
-        "lead_id": np.arange(n), "status": "open",
-        "visits": rng.poisson(3, size=n).astype(float),
-        "budget": np.where(rng.random(n) < 0.2, np.nan, rng.gamma(2, 1000, size=n)),
-        "source": rng.choice(["web", "referral", "event", "ads"], size=n),
-    })
-    logit = -2 + 0.4 * leads["visits"] + 0.8 * (leads["source"] == "referral") + 0.5 * (leads["visits"] > 5)
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(n),
+            "status": "open",
+            "visits": rng.poisson(3, size=n).astype(float),
+            "budget": np.where(rng.random(n) < 0.2, np.nan, rng.gamma(2, 1000, size=n)),
+            "source": rng.choice(["web", "referral", "event", "ads"], size=n),
+        }
+    )
+    logit = (
+        -2
+        + 0.4 * leads["visits"]
+        + 0.8 * (leads["source"] == "referral")
+        + 0.5 * (leads["visits"] > 5)
+    )
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).to_numpy().astype(int)
     spec = fit_feature_spec(leads, None, Config())
     X = build_features(spec, leads, None)
@@ -66,11 +74,17 @@ def test_all_candidates_fitted_scored_and_the_blend_is_exact(data):
 
 
 def test_choice_prefers_the_simplest_within_tolerance():
-    c = [Candidate("lightgbm", None, 0.801, 0.3), Candidate("logistic", None, 0.8, 0.3),
-         Candidate("naive_bayes", None, 0.7, 0.5), Candidate("blend", None, 0.8015, 0.3)]
+    c = [
+        Candidate("lightgbm", None, 0.801, 0.3),
+        Candidate("logistic", None, 0.8, 0.3),
+        Candidate("naive_bayes", None, 0.7, 0.5),
+        Candidate("blend", None, 0.8015, 0.3),
+    ]
     best, why = choose(c)
     assert best.name == "logistic" and "simpler" in why
-    best, why = choose([Candidate("lightgbm", None, 0.85, 0.3), Candidate("naive_bayes", None, 0.8, 0.4)])
+    best, why = choose(
+        [Candidate("lightgbm", None, 0.85, 0.3), Candidate("naive_bayes", None, 0.8, 0.4)]
+    )
     assert best.name == "lightgbm" and "best validation" in why
 
 
@@ -82,7 +96,9 @@ def test_refit_uses_more_rows_and_keeps_the_kind(data, name):
     model = refit(cand, X[:2200], y[:2200], spec, cfg)
     assert type(model) is type(cand.model) and model is not cand.model
     assert not np.allclose(model.margin(X[2200:]), cand.model.margin(X[2200:]))
-    assert np.allclose(model.contributions(X[2200:2300]).sum(axis=1), model.margin(X[2200:2300]), atol=1e-6)
+    assert np.allclose(
+        model.contributions(X[2200:2300]).sum(axis=1), model.margin(X[2200:2300]), atol=1e-6
+    )
     if isinstance(model, TreeModel):  # early-stopped tree count scaled to the larger slice
         best = cand.model.booster.best_iteration
         assert model.booster.num_trees() == max(1, round(best * 2200 / 1500))
