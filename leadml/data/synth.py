@@ -289,7 +289,6 @@ def _index(table: tuple, name: str) -> int:
     return [row[0] for row in table].index(name)
 
 
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
@@ -363,7 +362,10 @@ def _traits(
         + rng.normal(0.0, HIDDEN_URGENCY, n)
     )
     interest = (
-        0.3 * fit + 0.4 * urgency + _column(_SOURCES, 5)[code["source"]] + 1.0 * curious
+        0.3 * fit
+        + 0.4 * urgency
+        + _column(_SOURCES, 5)[code["source"]]
+        + 1.0 * curious
         + rng.normal(0.0, 0.6, n)
     )
     self_serve = rng.random(n) < _column(_SIZES, 7)[code["size"]]
@@ -458,7 +460,10 @@ def _outcomes(
     start_days = np.clip(traits.eval_days * np.exp(rng.normal(0.0, 0.6, n)), 0.05, 400)
     start = created + (start_days * DAY).astype(np.int64)
     win_odds = (
-        WIN_BASE + WIN_FIT * traits.fit + WIN_BANT * traits.bant - DRIFT_WIN * shifted
+        WIN_BASE
+        + WIN_FIT * traits.fit
+        + WIN_BANT * traits.bant
+        - DRIFT_WIN * shifted
         + rng.normal(0.0, HIDDEN_WIN, n)
     )
     wins = evaluates & (rng.random(n) < _sigmoid(win_odds))
