@@ -76,7 +76,8 @@ class LinearModel:
         return (Z - self.mean) / self.scale
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        return self.design(X) @ self.coef + self.intercept
+        # Elementwise sum, not a BLAS matmul: one row and a batch must give identical margins.
+        return (self.design(X) * self.coef).sum(axis=1) + self.intercept
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact additive contributions; the design is centred, so the bias is the intercept."""

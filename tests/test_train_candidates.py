@@ -104,3 +104,26 @@ def test_refit_uses_more_rows_and_keeps_the_kind(data, name):
         assert model.booster.num_trees() == max(1, round(best * 2200 / 1500))
     if isinstance(model, NaiveBayesModel):  # the prior moves with the rows it was fitted on
         assert model.bias != cand.model.bias
+
+
+def test_linear_margin_is_identical_for_one_row_and_a_batch():
+    """The single-lead fast path scores row by row: the linear model must not drift in the last digits."""
+    import numpy as np
+
+    from leadml.train import LinearModel
+
+    rng = np.random.default_rng(0)
+    model = LinearModel(
+        ["numeric"] * 3,
+        [0] * 3,
+        np.zeros(3),
+        np.zeros(6),
+        np.ones(6),
+        np.repeat(np.arange(3), 2),
+        rng.normal(size=6),
+        0.3,
+    )
+    X = rng.normal(size=(500, 3))
+    batch = model.margin(X)
+    single = np.array([model.margin(X[i : i + 1])[0] for i in range(len(X))])
+    np.testing.assert_array_equal(batch, single)
