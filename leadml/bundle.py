@@ -1,9 +1,13 @@
 """The scoring model bundle: save and load with checks.
 
 A bundle folder holds `model.joblib` (the pickled `LeadModel`) and `bundle.json` (format
-version, SHA-256 of model.joblib, library versions, metadata). Joblib files are pickles and
-can run code when loaded: bundles are trusted files. Loading verifies the SHA-256 recorded at
-save time before unpickling, so a corrupt, truncated or swapped file is refused.
+version, SHA-256 of model.joblib, library versions, metadata, and `bundle_sha256`: the SHA-256
+of bundle.json's own other fields, which include the model's hash, so it covers both files).
+Joblib files are pickles and can run code when loaded: bundles are trusted files. Loading
+verifies both hashes before unpickling, so a corrupt, truncated or swapped model.joblib and a
+hand-edited bundle.json (say, its `model_version`) are refused alike. The hashes catch
+accidents and edits, not an attacker who can rewrite both files: that is what file
+permissions on models/ are for.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from leadml.features import FeatureSpec
 FORMAT_VERSION = 1
 MODEL_FILE = "model.joblib"
 META_FILE = "bundle.json"
+SEAL_KEY = "bundle_sha256"  # bundle.json's hash of its own other fields
 PINNED = ("lightgbm", "scikit-learn", "numpy")  # must match major.minor to unpickle safely
 
 
@@ -107,14 +112,43 @@ def save_bundle(model: LeadModel, directory: str | Path) -> Path:
         },
         "metadata": jsonable(model.metadata),
     }
+    meta = seal_meta(meta)
     tmp_meta = directory / (META_FILE + ".tmp")
     tmp_meta.write_text(json.dumps(meta, indent=2))
     os.replace(tmp_meta, directory / META_FILE)
     return directory
 
 
+def meta_digest(meta: dict) -> str:
+    """SHA-256 of bundle.json's fields other than `bundle_sha256` (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != SEAL_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal_meta(meta: dict) -> dict:
+    """The metadata with its own hash recorded (what save_bundle writes)."""
+    return {**{k: v for k, v in meta.items() if k != SEAL_KEY}, SEAL_KEY: meta_digest(meta)}
+
+
+def _check_seal(directory: Path, meta: dict) -> None:
+    recorded = meta.get(SEAL_KEY)
+    if not isinstance(recorded, str):
+        raise ModelError(
+            f"model bundle {directory}: {META_FILE} has no {SEAL_KEY} (saved by a leadml that "
+            "did not hash its metadata, or the field was removed): retrain it; refusing to load it"
+        )
+    actual = meta_digest(meta)
+    if actual != recorded:
+        raise ModelError(
+            f"model bundle {directory}: {META_FILE} was modified after it was saved "
+            f"(model_version {meta.get('model_version')!r}; sha256 {actual[:12]}... != recorded "
+            f"{recorded[:12]}...); refusing to load it"
+        )
+
+
 def read_bundle_meta(directory: str | Path) -> dict:
-    """bundle.json, checked for shape; a clear ModelError otherwise."""
+    """bundle.json, checked for shape and for edits (its own hash); a clear ModelError otherwise."""
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not directory.is_dir():
@@ -131,6 +165,12 @@ def read_bundle_meta(directory: str | Path) -> dict:
         ) from None
     if not isinstance(meta, dict) or "format_version" not in meta or "sha256" not in meta:
         raise ModelError(f"model bundle {directory}: {META_FILE} lacks format_version/sha256")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise ModelError(
+            f"model bundle {directory} has format {meta['format_version']}, this leadml reads "
+            f"{FORMAT_VERSION}: retrain with this version"
+        )
+    _check_seal(directory, meta)
     return meta
 
 
@@ -140,11 +180,6 @@ def load_bundle(directory: str | Path) -> LeadModel:
 
     directory = Path(directory)
     meta = read_bundle_meta(directory)
-    if meta["format_version"] != FORMAT_VERSION:
-        raise ModelError(
-            f"model bundle {directory} has format {meta['format_version']}, this leadml reads "
-            f"{FORMAT_VERSION}: retrain with this version"
-        )
     _check_versions(directory, meta.get("libraries", {}))
     model_path = directory / MODEL_FILE
     if not model_path.exists():
@@ -163,6 +198,11 @@ def load_bundle(directory: str | Path) -> LeadModel:
         ) from None
     if not isinstance(model, LeadModel):
         raise ModelError(f"model bundle {directory}: {MODEL_FILE} does not hold a leadml model")
+    if meta.get("model_version") != model.version:
+        raise ModelError(
+            f"model bundle {directory}: {META_FILE} names model_version "
+            f"{meta.get('model_version')!r} but {MODEL_FILE} holds {model.version!r}; refusing it"
+        )
     return model
 
 

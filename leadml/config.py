@@ -50,6 +50,11 @@ class DataConfig(_Frozen):
     ordered: bool = Field(
         False, description="Rows are in time order (for sources without created_at)."
     )
+    non_finite: Literal["invalid", "missing"] = Field(
+        "invalid",
+        description="'inf', '-inf', 'NaN' (as text or as numbers) in numeric columns: an error "
+        "(training) or a rejected row (scoring); or read as missing values",
+    )
 
 
 class SnapshotConfig(_Frozen):

@@ -6,7 +6,9 @@ failure names the table, the column and a few offending values; no pandas traceb
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,7 @@ EVENT_TYPES = (
 )
 FUTURE_TOLERANCE = pd.Timedelta(days=1)
 _INT_TEXT = r"-?(?:0|[1-9]\d{0,17})"
+_NON_FINITE_TEXT = r"[+-]?(?:inf|infinity|nan|snan|nan\(.*\))"
 
 
 def attribute_columns(df: pd.DataFrame) -> list[str]:
@@ -51,11 +54,13 @@ def validate_leads(
     require_time: bool = True,
     now: object = None,
     numeric: Sequence[str] | None = None,
+    non_finite: str = "invalid",
 ) -> pd.DataFrame:
     """Check and coerce a leads table to the canonical schema, or raise SchemaError.
 
     `numeric` names attribute columns declared numeric (text in them is an error). A
     non-converted lead's converted_at is cleared; a missing converted_at column is added empty.
+    `non_finite` ("invalid" or "missing", config data.non_finite) says what 'inf'/'NaN' are.
     """
     out = _frame(df, LEADS)
     _require(out, LEADS, ["lead_id", "status"] + (["created_at"] if require_time else []))
@@ -71,7 +76,8 @@ def validate_leads(
         _check_conversions(out)
     out.loc[out["status"] != "converted", "converted_at"] = pd.NaT
     for column in attribute_columns(out):
-        out[column] = _attribute(out[column], column, declared=column in (numeric or ()))
+        declared = column in (numeric or ())
+        out[column] = _attribute(out[column], column, declared, non_finite)
     return out
 
 
@@ -81,6 +87,7 @@ def validate_events(
     *,
     now: object = None,
     allow_empty: bool = False,
+    non_finite: str = "invalid",
 ) -> pd.DataFrame:
     """Check and coerce a lead_events table, or raise SchemaError.
 
@@ -99,7 +106,7 @@ def validate_events(
     out["event_type"] = _event_types(out["event_type"])
     if "value" not in out.columns:
         out["value"] = np.nan
-    out["value"] = _numeric(out["value"], EVENTS, "value")
+    out["value"] = _numeric(out["value"], EVENTS, "value", non_finite)
     return out
 
 
@@ -309,22 +316,43 @@ def _check_conversions(df: pd.DataFrame) -> None:
         )
 
 
-def _attribute(values: pd.Series, column: str, declared: bool) -> pd.Series:
+def _attribute(
+    values: pd.Series, column: str, declared: bool, non_finite: str = "invalid"
+) -> pd.Series:
     """Numeric attributes (declared, or numeric already) without infinities; others as they are."""
     if declared or (
         pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     ):
-        return _numeric(values, LEADS, column)
+        return _numeric(values, LEADS, column, non_finite)
     return values
 
 
-def _numeric(values: pd.Series, table: str, column: str) -> pd.Series:
-    """Numbers (NaN means missing); non-numeric text or infinities are errors."""
+def non_finite_text(text: pd.Series) -> np.ndarray:
+    """Text that spells a non-number ('inf', '-Infinity', 'NaN', 'nan'): never read as a number."""
+    return text.str.fullmatch(_NON_FINITE_TEXT, case=False).fillna(False).to_numpy(dtype=bool)
+
+
+def _numeric(values: pd.Series, table: str, column: str, non_finite: str = "invalid") -> pd.Series:
+    """Numbers (NaN means missing); non-numeric text or infinities are errors.
+
+    The text 'inf', 'NaN' and the like, and real infinities, follow `non_finite`: errors
+    ("invalid", the default) or missing values ("missing").
+    """
     if pd.api.types.is_bool_dtype(values):
         values = values.astype("float64")
     if not pd.api.types.is_numeric_dtype(values):
         text = values.where(values.isna(), values.astype(str).str.strip())
         text = text.mask(text == "")
+        spelled = non_finite_text(text.astype(object).where(text.notna(), "").astype(str))
+        if spelled.any() and non_finite != "missing":
+            raise SchemaError(
+                table,
+                column,
+                f"{int(spelled.sum())} values spell a non-finite number (only finite numbers "
+                "or empty allowed; data.non_finite: missing reads them as missing)",
+                _shown(values, spelled),
+            )
+        text = text.mask(spelled)
         converted = pd.to_numeric(text, errors="coerce")
         bad = (converted.isna() & text.notna()).to_numpy()
         if bad.any():
@@ -337,6 +365,8 @@ def _numeric(values: pd.Series, table: str, column: str) -> pd.Series:
         values = converted
     if pd.api.types.is_float_dtype(values):
         infinite = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+        if infinite.any() and non_finite == "missing":
+            return values.mask(infinite)
         if infinite.any():
             raise SchemaError(
                 table,
@@ -345,3 +375,246 @@ def _numeric(values: pd.Series, table: str, column: str) -> pd.Series:
                 _shown(values, infinite),
             )
     return values
+
+
+# ---------------------------------------------------------------- scoring: row by row
+# Training refuses a whole table for one bad row (above); a scorer keeps a page's good rows and
+# names every bad one. The masks below mirror the checks above, and the good rows still go
+# through validate_leads / validate_events, so training and scoring coerce alike.
+
+REJECT_COLUMNS = ("table_name", "lead_id", "rule", "column_name", "bad_values")
+VALUE_CHARS = 100  # each offending value is cut to this many characters in a reject
+
+
+class ScreenedPage(NamedTuple):
+    """One page split into the rows training would accept (coerced) and the rejects."""
+
+    leads: pd.DataFrame
+    events: pd.DataFrame | None
+    rejects: pd.DataFrame  # REJECT_COLUMNS; one row per refused lead row or event row
+
+
+def screen_page(
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    *,
+    now: object = None,
+    numeric: Sequence[str] | None = None,
+    non_finite: str = "invalid",
+    require_time: bool | None = None,
+) -> ScreenedPage:
+    """Good rows and rejects of a page of leads (and their events), by the training rules.
+
+    A lead is refused for a bad value of its own or for a bad event of its own (its score
+    would rest on data training refuses); events of leads not in the page are refused too.
+    Table-level faults (a required column missing) still raise SchemaError.
+    """
+    raw = _frame(leads, LEADS, allow_empty=True)
+    timed = ("created_at" in raw.columns) if require_time is None else require_time
+    _require(raw, LEADS, ["lead_id", "status"] + (["created_at"] if timed else []))
+    limit = _future_limit(now, LEADS)
+    keys = _id_keys(raw["lead_id"])
+    rejects = [_lead_rejects(raw, keys, limit, numeric or (), non_finite)]
+    refused = raw.index.isin(rejects[0].index)
+    good_events = None
+    if events is not None:
+        ev_raw = _frame(events, EVENTS, allow_empty=True)
+        _require(ev_raw, EVENTS, ["lead_id", "occurred_at", "event_type"])
+        ev_keys = _id_keys(ev_raw["lead_id"])
+        ev_bad = _event_rejects(ev_raw, ev_keys, set(keys.dropna()), limit, non_finite)
+        rejects.append(ev_bad)
+        refused |= keys.isin(set(ev_keys[ev_bad.index].dropna())).to_numpy()
+        kept = ~ev_raw.index.isin(ev_bad.index) & ev_keys.isin(set(keys[~refused])).to_numpy()
+        good_events = ev_raw[kept]
+    good = _coerced_leads(raw[~refused], timed, now, numeric, non_finite)
+    if good_events is not None:
+        good_events = validate_events(
+            good_events, good["lead_id"], now=now, allow_empty=True, non_finite=non_finite
+        )
+    found = [r for r in rejects if len(r)]
+    out = pd.concat(found, ignore_index=True) if found else _no_rejects()
+    return ScreenedPage(good, good_events, out)
+
+
+def first_reject(page: ScreenedPage) -> SchemaError | None:
+    """The first reject as the SchemaError the one-lead paths (pages, explain) raise."""
+    if not len(page.rejects):
+        return None
+    row = page.rejects.iloc[0]
+    who = f"lead {row['lead_id']}" if row["lead_id"] is not None else "a lead without lead_id"
+    return SchemaError(
+        row["table_name"],
+        row["column_name"],
+        f"{who} breaks rule '{row['rule']}' (values {row['bad_values']}); it is not scored",
+    )
+
+
+def _coerced_leads(
+    good: pd.DataFrame, timed: bool, now: object, numeric, non_finite: str
+) -> pd.DataFrame:
+    if len(good):
+        return validate_leads(
+            good, require_time=timed, now=now, numeric=numeric, non_finite=non_finite
+        )
+    empty = good.copy()
+    if "converted_at" not in empty.columns:
+        empty["converted_at"] = pd.Series(dtype=TIME_DTYPE)
+    return empty
+
+
+def _no_rejects() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in REJECT_COLUMNS})
+
+
+def _id_keys(ids: pd.Series) -> pd.Series:
+    """Ids as comparable text (7, 7.0 and ' 7' alike); None where missing."""
+
+    def key(value: object) -> str | None:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return None
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            return str(int(value))
+        return str(value).strip()
+
+    return pd.Series([key(v) for v in ids.to_numpy(dtype=object)], index=ids.index, dtype=object)
+
+
+def _lead_rejects(
+    raw: pd.DataFrame, keys: pd.Series, limit: pd.Timestamp, numeric, non_finite: str
+) -> pd.DataFrame:
+    """One reject per bad lead row (its first broken rule), indexed like `raw`."""
+    checks: list[tuple[str, tuple[str, ...], np.ndarray]] = [
+        ("missing_id", ("lead_id",), keys.isna().to_numpy()),
+        ("duplicate_id", ("lead_id",), (keys.duplicated(keep=False) & keys.notna()).to_numpy()),
+    ]
+    status = raw["status"].astype(str).str.strip().str.lower()
+    unknown = (raw["status"].isna() | ~status.isin(STATUSES)).to_numpy()
+    checks.append(("unknown_status", ("status",), unknown))
+    times = {}
+    for column in ("created_at", "converted_at"):
+        if column in raw.columns:
+            times[column], found = _time_checks(raw[column], limit, column == "created_at")
+            checks += [(rule, (column,), mask) for rule, mask in found]
+    if "created_at" in times:
+        checks += _conversion_checks(raw, times)
+    for column in attribute_columns(raw):
+        if column in numeric or (
+            pd.api.types.is_numeric_dtype(raw[column])
+            and not pd.api.types.is_bool_dtype(raw[column])
+        ):
+            checks += [(r, (column,), m) for r, m in _number_checks(raw[column], non_finite)]
+    return _rejects_of(raw, LEADS, keys, checks)
+
+
+def _event_rejects(
+    raw: pd.DataFrame, keys: pd.Series, known: set, limit: pd.Timestamp, non_finite: str
+) -> pd.DataFrame:
+    """One reject per bad event row, indexed like `raw`."""
+    checks: list[tuple[str, tuple[str, ...], np.ndarray]] = [
+        ("missing_id", ("lead_id",), keys.isna().to_numpy()),
+        ("unknown_lead", ("lead_id",), (keys.notna() & ~keys.isin(known)).to_numpy()),
+    ]
+    _, found = _time_checks(raw["occurred_at"], limit, True)
+    checks += [(rule, ("occurred_at",), mask) for rule, mask in found]
+    kind = raw["event_type"]
+    empty = (kind.isna() | (kind.astype(str).str.strip() == "")).to_numpy()
+    checks.append(("missing_event_type", ("event_type",), empty))
+    if "value" in raw.columns:
+        checks += [(r, ("value",), m) for r, m in _number_checks(raw["value"], non_finite)]
+    return _rejects_of(raw, EVENTS, keys, checks)
+
+
+def _rejects_of(raw: pd.DataFrame, table: str, keys: pd.Series, checks: list) -> pd.DataFrame:
+    """The first failing check of each row as a reject (rule, column, values cut short)."""
+    taken = np.zeros(len(raw), dtype=bool)
+    rows = []
+    for rule, columns, mask in checks:
+        fresh = np.asarray(mask, dtype=bool) & ~taken
+        taken |= fresh
+        for i in np.flatnonzero(fresh):
+            bad = {c: keys.iat[i] if c == "lead_id" else _cut(raw[c].iat[i]) for c in columns}
+            rows.append((i, table, keys.iat[i], rule, columns[-1], json.dumps(bad)))
+    if not rows:
+        return _no_rejects()
+    frame = pd.DataFrame([r[1:] for r in rows], columns=REJECT_COLUMNS, dtype=object)
+    frame.index = raw.index[[r[0] for r in rows]]
+    ids = [None if k is None else k[:VALUE_CHARS] for k in frame["lead_id"]]
+    frame["lead_id"] = pd.Series(ids, index=frame.index, dtype=object)
+    return frame.sort_index()
+
+
+def _cut(value: object) -> str | None:
+    """An offending value as short text for the rejects table (None stays None)."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 3] + "..."
+
+
+def _time_checks(
+    values: pd.Series, limit: pd.Timestamp, required: bool
+) -> tuple[pd.Series, list[tuple[str, np.ndarray]]]:
+    """Parsed times and the masks of wrong_type, unparseable_time, missing_time, future_time."""
+    cells = values.astype(object)
+    present = cells.notna() & (cells.astype(str).str.strip() != "")
+    numbers = cells.map(lambda v: isinstance(v, bool | int | float | np.number)) & present
+    parsed = pd.Series(pd.NaT, index=values.index, dtype=TIME_DTYPE)
+    todo = present & ~numbers
+    if todo.any():
+        parsed[todo] = _row_times(cells[todo])
+    unparseable = todo & parsed.isna()
+    found = [("wrong_type", numbers.to_numpy()), ("unparseable_time", unparseable.to_numpy())]
+    if required:
+        found.append(("missing_time", (~present).to_numpy()))
+    found.append(("future_time", (parsed > limit).to_numpy()))
+    return parsed, found
+
+
+def _row_times(cells: pd.Series) -> pd.Series:
+    """Each cell parsed alone when ISO 8601 fails (one odd row must not spoil its page)."""
+    try:
+        parsed = pd.to_datetime(cells, errors="coerce", utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        parsed = pd.Series(pd.NaT, index=cells.index, dtype="datetime64[us, UTC]")
+    parsed = parsed.astype("datetime64[us, UTC]")
+    for i in np.flatnonzero(parsed.isna().to_numpy()):
+        parsed.iat[i] = _one_time(cells.iat[i])
+    return parsed.dt.tz_localize(None).astype(TIME_DTYPE)
+
+
+def _one_time(value: object) -> pd.Timestamp:
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        return pd.to_datetime(pd.Series([text]), errors="coerce", utc=True, format="mixed").iat[0]
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+
+
+def _conversion_checks(raw: pd.DataFrame, times: dict) -> list:
+    converted = (raw["status"].astype(str).str.strip().str.lower() == "converted").to_numpy()
+    if "converted_at" not in times:
+        return [("converted_without_time", ("status",), converted)]
+    done, created = times["converted_at"], times["created_at"]
+    columns = ("created_at", "converted_at")
+    return [
+        ("converted_without_time", ("status", "converted_at"), converted & done.isna().to_numpy()),
+        ("converted_before_created", columns, converted & (done < created).to_numpy()),
+    ]
+
+
+def _number_checks(values: pd.Series, non_finite: str) -> list[tuple[str, np.ndarray]]:
+    """Masks of not_a_number (text that is no number) and not_finite ('inf', 'NaN', ±inf)."""
+    if pd.api.types.is_bool_dtype(values):
+        return []
+    if pd.api.types.is_numeric_dtype(values):
+        infinite = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+        return [] if non_finite == "missing" else [("not_finite", infinite)]
+    cells = values.astype(object)
+    text = cells.where(cells.isna(), cells.astype(str).str.strip())
+    text = text.mask(text == "")
+    spelled = non_finite_text(text.where(text.notna(), "").astype(str))
+    number = pd.to_numeric(text.mask(spelled), errors="coerce")
+    not_number = (number.isna() & text.notna()).to_numpy() & ~spelled
+    infinite = np.isinf(number.to_numpy(dtype="float64", na_value=np.nan)) | spelled
+    found = [("not_a_number", not_number)]
+    return found if non_finite == "missing" else found + [("not_finite", infinite)]

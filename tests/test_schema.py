@@ -228,3 +228,113 @@ def test_no_events_allowed_when_asked(events_frame):
 
 def test_not_a_frame_is_a_schema_error():
     assert "expected a data frame" in str(_error(validate_leads, [{"lead_id": 1}]))
+
+
+# ---------------------------------------------------------------- non-finite text, row screening
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "+Infinity", "NaN", "nan", "INF"])
+def test_text_spelling_a_non_number_is_refused_in_training(leads_frame, text):
+    raw = leads_frame.assign(employees=["12", text, "", "40"])
+    error = _error(validate_leads, raw, now=NOW, numeric=["employees"])
+    assert error.column == "employees" and "non-finite" in str(error) and text in str(error)
+
+
+def test_text_spelling_a_non_number_can_read_as_missing(leads_frame, events_frame):
+    raw = leads_frame.assign(employees=["12", "-inf", "NaN", "40"])
+    out = validate_leads(raw, now=NOW, numeric=["employees"], non_finite="missing")
+    assert out["employees"].isna().tolist() == [False, True, True, False]
+    events = events_frame.assign(value=[None, "inf", 3.0, np.inf, None])
+    assert "non-finite" in str(_error(validate_events, events.astype({"value": object}), now=NOW))
+    kept = validate_events(events.astype({"value": object}), now=NOW, non_finite="missing")
+    assert kept["value"].isna().sum() == 4
+
+
+def _hostile_page() -> tuple[pd.DataFrame, pd.DataFrame]:
+    leads = pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3, None, 5, 6, 6, 8, 9, 10, 11],
+            "created_at": [
+                "2025-01-01", "not a date", "2099-01-01", "2025-01-02", "2025-01-03",
+                "2025-01-01", "2025-01-01", 12345, "2025-01-05", "2025-01-06", "2025/01/07 10:00",
+            ],
+            "status": ["open"] * 4 + ["weird"] + ["open"] * 6,
+            "employees": ["10", "1", "2", "3", "4", "5", "6", "7", "-inf", "abc", "12"],
+        }
+    )  # fmt: skip
+    events = pd.DataFrame(
+        {
+            "lead_id": [1, 11, 99, 11],
+            "occurred_at": ["2025-01-02", "2025-01-08", "2025-01-02", "2025-01-09"],
+            "event_type": ["web_visit", "call", "call", "meeting"],
+            "value": [None, "Infinity", None, None],
+        }
+    )
+    return leads, events
+
+
+def test_screen_page_keeps_good_rows_and_names_each_bad_one():
+    from leadml.schema import REJECT_COLUMNS, screen_page
+
+    leads, events = _hostile_page()
+    page = screen_page(leads, events, now=NOW, numeric=["employees"])
+    assert page.leads["lead_id"].tolist() == [1]
+    assert page.leads["created_at"].dtype == TIME_DTYPE
+    assert page.events["lead_id"].tolist() == [1]
+    got = list(zip(page.rejects["lead_id"], page.rejects["rule"], strict=True))
+    assert got == [
+        ("2", "unparseable_time"),
+        ("3", "future_time"),
+        (None, "missing_id"),
+        ("5", "unknown_status"),
+        ("6", "duplicate_id"),
+        ("6", "duplicate_id"),
+        ("8", "wrong_type"),
+        ("9", "not_finite"),
+        ("10", "not_a_number"),
+        ("11", "not_finite"),  # its event's value: the lead is not scored either
+        ("99", "unknown_lead"),
+    ]
+    assert tuple(page.rejects.columns) == REJECT_COLUMNS
+    assert page.rejects["table_name"].tolist()[-2:] == ["lead_events", "lead_events"]
+    assert page.rejects["bad_values"].iloc[0] == '{"created_at": "not a date"}'
+
+
+def test_screen_page_non_finite_as_missing_keeps_those_rows():
+    from leadml.schema import screen_page
+
+    leads, events = _hostile_page()
+    page = screen_page(leads, events, now=NOW, numeric=["employees"], non_finite="missing")
+    assert page.leads["lead_id"].tolist() == [1, 9, 11]
+    assert np.isnan(page.leads["employees"].iloc[1])
+    assert "not_finite" not in set(page.rejects["rule"])
+
+
+def test_screen_page_conversions_and_clean_pages(leads_frame, events_frame):
+    from leadml.schema import first_reject, screen_page
+
+    clean = screen_page(leads_frame, events_frame, now=NOW)
+    assert len(clean.rejects) == 0 and first_reject(clean) is None
+    assert clean.leads.equals(validate_leads(leads_frame, now=NOW))
+    bad = leads_frame.assign(converted_at=pd.to_datetime([None, "2024-01-01", None, None]))
+    page = screen_page(bad, None, now=NOW)
+    assert page.rejects["rule"].tolist() == ["converted_before_created"]
+    assert page.leads["lead_id"].tolist() == [1, 3, 4]
+    error = first_reject(page)
+    assert "lead 2" in str(error) and "converted_before_created" in str(error)
+
+
+def test_screen_page_cuts_long_values_and_keeps_control_characters_escaped():
+    from leadml.schema import VALUE_CHARS, screen_page
+
+    leads = pd.DataFrame({"lead_id": [1], "created_at": ["x\r\n" * 500], "status": ["open"]})
+    reject = screen_page(leads, now=NOW).rejects.iloc[0]
+    assert reject["rule"] == "unparseable_time"
+    assert "\n" not in reject["bad_values"] and len(reject["bad_values"]) < VALUE_CHARS * 3
+
+
+def test_screen_page_still_raises_for_a_missing_column(leads_frame):
+    from leadml.schema import screen_page
+
+    error = _error(screen_page, leads_frame.drop(columns=["status"]), now=NOW)
+    assert error.column == "status"
