@@ -30,6 +30,14 @@ class DataSourceError(LeadmlError):
     """The lead database or file cannot be read or written."""
 
 
+class DatabaseError(DataSourceError):
+    """A statement against the lead database failed; `table` names the table when known."""
+
+    def __init__(self, message: str, table: str | None = None) -> None:
+        self.table = table
+        super().__init__(message)
+
+
 class ModelError(LeadmlError):
     """A model bundle is missing, corrupt, tampered with or incompatible."""
 

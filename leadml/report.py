@@ -86,9 +86,9 @@ def safe_source(source: str) -> str:
     """A data source for display: database URLs lose their password."""
     if "://" not in source:
         return source
-    from leadml.data.io import safe_url
+    from leadml.data.sql import mask_url
 
-    return safe_url(source)
+    return mask_url(source)
 
 
 # ---------------------------------------------------------------- context

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +37,66 @@ EVENT_TYPES = (
 FUTURE_TOLERANCE = pd.Timedelta(days=1)
 _INT_TEXT = r"-?(?:0|[1-9]\d{0,17})"
 _NON_FINITE_TEXT = r"[+-]?(?:inf|infinity|nan|snan|nan\(.*\))"
+
+
+# ---------------------------------------------------------------- the output tables' columns
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of the scorer's output tables; `kind` is int, float, text, json or time."""
+
+    name: str
+    kind: str
+    nullable: bool = True
+
+
+# The contract of `lead_scores` (after lead_id) and of `predict.score_leads`' frame. The DDL,
+# the writers and the readers all follow this tuple: a new nullable column added here is
+# created (ALTER TABLE on existing tables), written when the frame has it and read back.
+SCORE_FIELDS: tuple[OutputColumn, ...] = (
+    OutputColumn("probability", "float", nullable=False),
+    OutputColumn("score", "int", nullable=False),
+    OutputColumn("grade", "text", nullable=False),
+    OutputColumn("reasons", "json"),
+    OutputColumn("model_version", "text", nullable=False),
+    OutputColumn("scored_at", "time", nullable=False),
+    # baseline + fit_points + engagement_points = score (NULL when scored without reasons)
+    OutputColumn("fit_points", "int"),
+    OutputColumn("engagement_points", "int"),
+)
+# Columns kept in `lead_score_history` only, written when present. `attributes` (the lead's
+# attribute values and created_at, JSON) and `as_of` are what the change ledger re-scores
+# an earlier scoring from; events are re-read from lead_events with the as_of cut.
+HISTORY_FIELDS: tuple[OutputColumn, ...] = (
+    OutputColumn("attributes", "json"),
+    OutputColumn("as_of", "time"),
+)
+SCORE_COLUMNS: list[str] = ["lead_id", *(c.name for c in SCORE_FIELDS)]
+REJECT_VALUES_CHARS = 2000  # scoring_rejects.values is truncated to this many characters
+
+
+def to_naive_utc(values: object) -> pd.Series:
+    """Timestamps in any form (text, aware, naive, driver datetimes) as tz-naive UTC; bad -> NaT.
+
+    The one lenient parser for values leadml wrote itself (run times, scored_at); input data
+    goes through the strict `validate_leads` / `validate_events` instead.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(series) and not isinstance(
+        series.dtype, pd.DatetimeTZDtype
+    ):
+        return series.astype(TIME_DTYPE)
+    parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+    return parsed.dt.tz_localize(None).astype(TIME_DTYPE)
+
+
+def naive_utc(value: object) -> pd.Timestamp | None:
+    """One timestamp as tz-naive UTC (None for missing or unparseable)."""
+    if value is None:
+        return None
+    stamp = to_naive_utc(pd.Series([value])).iloc[0]
+    return None if pd.isna(stamp) else stamp
 
 
 def attribute_columns(df: pd.DataFrame) -> list[str]:

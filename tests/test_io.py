@@ -15,14 +15,14 @@ from leadml.data.io import (
     has_table,
     import_dataset,
     is_file_source,
-    iter_leads_keyset,
+    mask_url,
     read_dataset,
     read_events,
     read_leads,
     read_table,
-    safe_url,
     write_tables,
 )
+from leadml.data.leads import iter_leads_keyset, resolve_tables
 from leadml.errors import DataSourceError, SchemaError
 from leadml.schema import validate_events, validate_leads
 
@@ -38,11 +38,11 @@ def _write_canonical(
     return DataConfig(source=url, leads_table=names[0], events_table=names[1])
 
 
-def test_is_file_source_and_safe_url():
+def test_is_file_source_and_mask_url():
     assert is_file_source("exports/leads.csv") and is_file_source("x.PARQUET")
     assert not is_file_source("sqlite:///data/leads.db")
     assert not is_file_source("postgresql+psycopg://u:p@h/db")
-    masked = safe_url("postgresql+psycopg://sales:s3cret@db.example.com:5432/crm")
+    masked = mask_url("postgresql+psycopg://sales:s3cret@db.example.com:5432/crm")
     assert "s3cret" not in masked and "sales" in masked and "db.example.com" in masked
 
 
@@ -91,12 +91,13 @@ def test_failed_write_leaves_nothing_behind(sqlite_url, leads_frame):
 def test_keyset_pages_in_lead_order(sqlite_url, leads_frame):
     shuffled = leads_frame.sample(frac=1.0, random_state=0)
     write_tables(sqlite_url, {"leads": shuffled})
-    pages = list(iter_leads_keyset(sqlite_url, "leads", 2))
+    tables = resolve_tables(sqlite_url, DataConfig(source=sqlite_url, events_table=None))
+    pages = list(iter_leads_keyset(tables, 2))
     assert [p["lead_id"].tolist() for p in pages] == [[1, 2], [3, 4]]
     assert pages[0]["created_at"].dtype.kind == "M"
-    open_only = list(iter_leads_keyset(sqlite_url, "leads", 10, where_sql="status = 'open'"))
+    open_only = list(iter_leads_keyset(tables, 10, where_sql="l.status = 'open'"))
     assert [p["lead_id"].tolist() for p in open_only] == [[1, 4]]
-    resumed = list(iter_leads_keyset(sqlite_url, "leads", 10, after=np.int64(2)))
+    resumed = list(iter_leads_keyset(tables, 10, after=np.int64(2)))
     assert resumed[0]["lead_id"].tolist() == [3, 4]
 
 
@@ -265,7 +266,8 @@ def test_postgres_round_trip(pg_url, pg_tables, leads_frame, events_frame):
         True,
     ]
     pd.testing.assert_frame_equal(events, validate_events(events_frame))
-    pages = list(iter_leads_keyset(pg_url, pg_tables[0], 3, where_sql="status <> 'converted'"))
+    tables = resolve_tables(pg_url, cfg)
+    pages = list(iter_leads_keyset(tables, 3, where_sql="l.status <> 'converted'"))
     assert [p["lead_id"].tolist() for p in pages] == [[1, 3, 4]]
 
 
@@ -278,3 +280,23 @@ def test_postgres_failed_write_leaves_nothing(pg_url, pg_tables, leads_frame):
     write_tables(pg_url, {pg_tables[0]: leads_frame})
     with pytest.raises(DataSourceError, match="already exist"):
         write_tables(pg_url, {pg_tables[0]: leads_frame})
+
+
+def test_scrub_masks_the_url_and_its_password():
+    from leadml.data.sql import scrub
+
+    url = "postgresql+psycopg://sales:s3cret@db.example.com:5432/crm"
+    message = scrub(f"connect {url} failed; password s3cret rejected", url)
+    assert "s3cret" not in message and "sales:***@db.example.com" in message
+
+
+@pytest.mark.postgres
+def test_driver_errors_name_the_table_and_hide_the_password(pg_url):
+    from leadml.data.sql import connect
+    from leadml.errors import DatabaseError
+
+    with_password = pg_url.replace("postgres@", "postgres:s3cret@", 1)
+    with pytest.raises(DatabaseError) as err, connect(with_password, table="crm.nope") as conn:
+        conn.exec_driver_sql("SELECT * FROM crm_nope_schema.nope")
+    assert "table 'crm.nope'" in str(err.value) and "s3cret" not in str(err.value)
+    assert err.value.table == "crm.nope"

@@ -160,13 +160,13 @@ def generate_database(
     url: str, n_leads: int, seed: int, drift: bool = False, replace: bool = False
 ) -> GenerateSummary:
     """Generate leads and events and write both tables to `url` in one transaction."""
-    from leadml.data.io import safe_url, write_tables
+    from leadml.data.io import mask_url, write_tables
 
     started = time.perf_counter()
     leads, events = generate_leads(n_leads, seed, drift=drift)
     write_tables(url, {LEADS: leads, EVENTS: events}, replace=replace)
     return GenerateSummary(
-        url=safe_url(url),
+        url=mask_url(url),
         leads=len(leads),
         events=len(events),
         conversion_rate=float((leads["status"] == "converted").mean()),
