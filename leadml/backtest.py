@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -257,52 +256,3 @@ def _finite(value: object) -> object:
 
 def _quiet(_: str) -> None:
     return None
-
-
-def print_backtest(result: Backtest) -> None:
-    """Side-by-side mean +- sd of every metric, then each fold's ROC AUC (rich tables)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
-    title = (
-        "rolling-origin (forward in time)"
-        if result.method == "rolling_origin"
-        else "stratified K-fold"
-    )
-    table = Table(
-        title=f"leadml evaluate: {len(result.folds)} folds, {title}; test-slice mean ± sd"
-    )
-    table.add_column("metric")
-    for model in MODELS:
-        table.add_column(model.replace("_", " "), justify="right")
-    for metric in METRICS:
-        cells = [result.summary[model][metric] for model in MODELS]
-        table.add_row(metric, *(_cell(c) for c in cells))
-    console.print(table)
-    folds = Table(title="ROC AUC per fold (fit rows: training + validation)")
-    for col in ("fold", "fit rows", "test rows", "test rate", "leadml model", "leadml", "LR", "NB"):
-        folds.add_column(col, justify="right", no_wrap=True)
-    for f in result.folds:
-        m = f["models"]
-        folds.add_row(
-            str(f["fold"]),
-            f"{f['rows'][TRAIN] + f['rows'][VALID]:,}",
-            f"{f['rows'][TEST]:,}",
-            f"{f['base_rate']['test']:.1%}" + (" *" if f["base_rate"]["shift_warning"] else ""),
-            f["chosen"] + ("+refit" if f["refit"] else ""),
-            *(f"{m[k]['roc_auc']:.4f}" for k in MODELS),
-        )
-    console.print(folds)
-    wins = result.summary["leadml_wins"]
-    console.print(
-        f"leadml ROC AUC >= logistic regression in {wins['vs_logistic_regression']} of "
-        f"{wins['folds']} folds, >= naive Bayes in {wins['vs_naive_bayes']}; "
-        f"* test conversion rate outside training's 95% interval. {result.seconds:.0f}s"
-    )
-
-
-def _cell(stats: dict) -> str:
-    if stats["mean"] is None:
-        return "-"
-    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from leadml import __version__, console
 from leadml.errors import LeadmlError
 
 app = typer.Typer(
@@ -25,6 +26,31 @@ ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="YAML config file.", show_default=True)
 ]
 DEFAULT_CONFIG = Path("configs/train.yaml")
+ModelRefOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
+    ),
+]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print_version(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """leadml: predictive lead scoring with calibrated 1-100 scores and reasons in points."""
 
 
 def _config(path: Path):
@@ -44,9 +70,9 @@ def config_cmd(
     from leadml.config import config_schema
 
     if schema:
-        typer.echo(config_schema())
+        console.echo(config_schema())
         return
-    typer.echo(_config(config).model_dump_json(indent=2))
+    console.echo(_config(config).model_dump_json(indent=2))
 
 
 DbOpt = Annotated[
@@ -75,7 +101,7 @@ def generate_cmd(
     from leadml.data.synth import generate_database
 
     s = generate_database(db, leads, seed, drift=drift, replace=replace)
-    typer.echo(
+    console.echo(
         f"generated {s.leads:,} leads and {s.events:,} events in {s.url} "
         f"(conversion rate {s.conversion_rate:.1%}, {s.open_leads:,} open) in {s.seconds:.1f} s"
     )
@@ -94,7 +120,7 @@ def import_cmd(
 
     counts = import_dataset(_config(config).data, db, replace=replace)
     tables = ", ".join(f"{name}: {rows:,} rows" for name, rows in counts.items())
-    typer.echo(f"imported into {safe_url(db)}: {tables}")
+    console.echo(f"imported into {safe_url(db)}: {tables}")
 
 
 @app.command("train")
@@ -116,7 +142,6 @@ def train_cmd(
     ] = False,
 ) -> None:
     """Train, calibrate and evaluate a model; write models/<version>/ and models/latest."""
-    from leadml.console import print_training_summary, progress_log
     from leadml.workflow import run_training
 
     cfg = _config(config)
@@ -124,11 +149,11 @@ def train_cmd(
         from leadml.config import override
 
         cfg = override(cfg, grades__regrade=True)
-    with progress_log() as log:
+    with console.progress_log() as log:
         result = run_training(
             cfg, url=db, output=output, log=log, track=not no_mlflow, config_path=str(config)
         )
-    print_training_summary(result)
+    console.print_training_summary(result)
 
 
 @app.command("evaluate")
@@ -147,15 +172,14 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Repeated forward-in-time folds (or stratified K-fold): leadml and both baselines, mean and spread."""
-    from leadml.backtest import print_backtest, run_backtest
-    from leadml.console import progress_log
+    from leadml.backtest import run_backtest
 
-    with progress_log() as log:
+    with console.progress_log("evaluating...") as log:
         result = run_backtest(_config(config), url=db, folds=folds, stratified=stratified, log=log)
-    print_backtest(result)
+    console.print_backtest(result)
     if output is not None:
         output.write_text(result.to_json())
-        typer.echo(f"results: {output}")
+        console.echo(f"results: {output}")
 
 
 @app.command("explain")
@@ -163,9 +187,7 @@ def explain_cmd(
     lead_id: Annotated[str, typer.Argument(help="The lead to explain.")],
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[
-        str, typer.Option("--model", help="Bundle folder or models:/name@alias.")
-    ] = "models/latest",
+    model: ModelRefOpt = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Score as of this time (default now).")
     ] = None,
@@ -174,22 +196,20 @@ def explain_cmd(
     ] = False,
 ) -> None:
     """Score one lead from the database and show why: score, grade and reasons in points."""
-    from leadml.console import explain_lead
+    from leadml.predict import explain_stored_lead
 
-    explain_lead(_config(config), lead_id, db=db, model_ref=model, as_of=as_of, as_json=as_json)
+    result, scorer = explain_stored_lead(_config(config), lead_id, url=db, ref=model, as_of=as_of)
+    if as_json:
+        console.print_json(result)
+    else:
+        console.print_explanation(result, scorer.metadata.get("base_score"))
 
 
 @app.command("score")
 def score_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
-        ),
-    ] = None,
+    model: ModelRefOpt = None,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -221,7 +241,7 @@ def score_cmd(
     ] = None,
 ) -> None:
     """Score open leads into lead_scores, lead_score_history and scoring_runs (exit codes: README)."""
-    from leadml.batch import ScoreOptions, score_and_report
+    from leadml.batch import ScoreOptions, run_scoring
     from leadml.errors import ScoringError
 
     cfg = _config(config)
@@ -241,20 +261,16 @@ def score_cmd(
         dry_run=dry_run,
         chunk_size=chunk_size,
     )
-    score_and_report(cfg, options, source=source)
+    with console.score_progress() as progress:
+        summary = run_scoring(cfg, options, source=source, on_progress=progress)
+    console.print_score_summary(summary)
 
 
 @app.command("serve")
 def serve_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
-        ),
-    ] = None,
+    model: ModelRefOpt = None,
     host: Annotated[
         str | None,
         typer.Option("--host", help="Interface to bind (default serve.host, 127.0.0.1)."),
@@ -285,10 +301,11 @@ def promote_cmd(
     ] = False,
 ) -> None:
     """Compare challenger and champion on the latest holdout slice; promote if not worse (exit 1 if refused)."""
-    from leadml.lifecycle import print_promotion, promote
+    from leadml.lifecycle import promote
 
-    result = promote(_config(config), url=db, candidate=version, force=force)
-    print_promotion(result)
+    with console.progress_log("comparing...") as log:
+        result = promote(_config(config), url=db, candidate=version, force=force, log=log)
+    console.print_promotion(result)
     if result.refused:
         raise typer.Exit(1)
 
@@ -297,25 +314,20 @@ def promote_cmd(
 def monitor_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            help="Bundle folder or models:/name@alias (default: the champion alias if registered, else models/latest).",
-        ),
-    ] = None,
+    model: ModelRefOpt = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write the self-contained HTML report here.")
     ] = None,
 ) -> None:
     """Drift (PSI) against training and realized conversion by grade and decile; exit 1 on alert."""
-    from leadml.monitor import print_monitor, resolve_model, run_monitor, write_report
+    from leadml.monitor import run_monitor, write_report
+    from leadml.predict import resolve_model
 
     cfg = _config(config)
     result = run_monitor(cfg, resolve_model(cfg, model), url=db)
-    print_monitor(result)
+    console.print_monitor(result)
     if report is not None:
-        typer.echo(f"report: {write_report(result, cfg.monitor, report)}")
+        console.echo(f"report: {write_report(result, cfg.monitor, report)}")
     raise typer.Exit(result.exit_code)
 
 
@@ -324,7 +336,7 @@ def main() -> None:
     try:
         app()
     except LeadmlError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        console.print_error(exc)
         sys.exit(exc.exit_code)
 
 

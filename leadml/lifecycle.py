@@ -1,10 +1,11 @@
 """Champion and challenger: compare two registered models on the same latest holdout slice and
 promote the challenger only when it is not worse beyond a bootstrap confidence interval.
 
-Every `leadml train` registers a challenger (tracking.log_training_run). `promote` rebuilds the
-test slice from the lead database with the workflow's own split, scores it with each model's
-own feature spec, and moves the `champion` alias; the decision is written to an MLflow run and
-to the challenger's registry tags. MLflow is reached only through `leadml.tracking`.
+Every `leadml train` registers a challenger (tracking.runs.log_training_run). `promote`
+rebuilds the test slice from the lead database with the workflow's own split, scores it with
+each model's own feature spec, and moves the `champion` alias; the decision is written to an
+MLflow run and to the challenger's registry tags. MLflow is reached only through
+`leadml.tracking` (registry and runs). Printing is console.py's (print_promotion).
 """
 
 from __future__ import annotations
@@ -18,10 +19,22 @@ import pandas as pd
 
 from leadml.bundle import LeadModel
 from leadml.config import Config, PromotionConfig
+from leadml.data.io import read_dataset
 from leadml.errors import LeadmlError, ModelError, TrainingError
 from leadml.evaluate import metrics
+from leadml.features import build_features
+from leadml.predict import load_model, score_matrix
+from leadml.split import TEST
+from leadml.tracking import registry, runs
+from leadml.workflow import prepare
 
 Log = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    """The default log: library calls print nothing (the CLI passes console.progress_log)."""
+
+
 REPORTED = ("roc_auc", "pr_auc", "ece", "lift_top_decile", "brier")
 
 
@@ -78,8 +91,6 @@ class Promotion:
 
 def latest_holdout(config: Config, leads: pd.DataFrame, events: pd.DataFrame | None) -> Holdout:
     """The TEST part of the workflow's own snapshots and split on the current data."""
-    from leadml.split import TEST
-    from leadml.workflow import prepare
 
     prep = prepare(config, leads, events, log=lambda _: None)
     test = prep.split == TEST
@@ -95,8 +106,6 @@ def latest_holdout(config: Config, leads: pd.DataFrame, events: pd.DataFrame | N
 
 def holdout_probabilities(model: LeadModel, holdout: Holdout) -> np.ndarray:
     """Calibrated probabilities of `model` on the holdout, built with the model's own feature spec."""
-    from leadml.features import build_features
-    from leadml.predict import score_matrix
 
     X = build_features(model.spec, holdout.leads.iloc[holdout.rows], holdout.events, holdout.as_of)
     return np.asarray(score_matrix(model, X, reasons=False)["probability"], dtype=np.float64)
@@ -188,21 +197,19 @@ def promote(
     url: str | None = None,
     candidate: str | None = None,
     force: bool = False,
-    log: Log = print,
+    log: Log = _silent,
 ) -> Promotion:
     """Compare the challenger (or registered version `candidate`) with the champion; move the
     champion alias when it is not worse beyond the interval, or when forced. Always recorded."""
-    from leadml import tracking
-
     challenger = (
-        str(candidate) if candidate else tracking.alias_version(config, tracking.CHALLENGER)
+        str(candidate) if candidate else registry.alias_version(config, registry.CHALLENGER)
     )
     if challenger is None:
         raise ModelError(
-            f"no '{tracking.CHALLENGER}' version of registered model "
+            f"no '{registry.CHALLENGER}' version of registered model "
             f"'{config.mlflow.registered_model}': train one first (leadml train)"
         )
-    champion = tracking.alias_version(config, tracking.CHAMPION)
+    champion = registry.alias_version(config, registry.CHAMPION)
     if champion is None:
         return _record(
             config, Promotion(challenger, None, True, False, "first champion: no champion yet")
@@ -232,10 +239,9 @@ def promote(
 
 
 def compare_versions(
-    config: Config, challenger: str, champion: str, *, url: str | None = None, log: Log = print
+    config: Config, challenger: str, champion: str, *, url: str | None = None, log: Log = _silent
 ) -> Comparison:
     """Score both registered versions on the latest holdout slice of the lead database."""
-    from leadml.data.io import read_dataset
 
     models = {
         "challenger": _load_version(config, challenger),
@@ -256,10 +262,7 @@ def compare_versions(
 
 
 def _load_version(config: Config, version: str) -> LeadModel:
-    from leadml.bundle import load_bundle
-    from leadml.tracking import download_bundle, model_uri
-
-    return load_bundle(download_bundle(model_uri(config, version), config))
+    return load_model(registry.model_uri(config, version), config)
 
 
 def _reason(c: Comparison, force: bool) -> str:
@@ -274,8 +277,6 @@ def _reason(c: Comparison, force: bool) -> str:
 
 def _record(config: Config, result: Promotion) -> Promotion:
     """Move the alias when promoted; write the comparison run and the registry tags."""
-    from leadml import tracking
-
     now = datetime.now(UTC).isoformat(timespec="seconds")
     decision = ("forced" if result.forced else "promoted") if result.promoted else "refused"
     tags = {
@@ -299,14 +300,12 @@ def _record(config: Config, result: Promotion) -> Promotion:
             f"{c.auc_diff:+.4f} [{c.diff_low:+.4f}, {c.diff_high:+.4f}]"
         )
     run_name = f"promote-v{result.challenger_version}-vs-v{result.champion_version or 'none'}"
-    result.run_id = tracking.log_comparison(
-        config, run_name, _run_metrics(result), dict(tags), payload
-    )
+    result.run_id = runs.log_comparison(config, run_name, _run_metrics(result), dict(tags), payload)
     tags["leadml.promotion.run_id"] = result.run_id
     if result.promoted:
-        tracking.set_alias(config, tracking.CHAMPION, result.challenger_version)
+        registry.set_alias(config, registry.CHAMPION, result.challenger_version)
         tags["leadml.previous_champion"] = result.champion_version or ""
-    tracking.tag_version(config, result.challenger_version, tags)
+    registry.tag_version(config, result.challenger_version, tags)
     result.tags = tags
     return result
 
@@ -329,70 +328,3 @@ def _run_metrics(result: Promotion) -> dict[str, float]:
                 {f"{role}_{k}": v for k, v in getattr(c, role).items() if k != "model_version"}
             )
     return out
-
-
-def comparison_table(result: Promotion):
-    """A rich Table of the comparison (challenger, champion, difference)."""
-    from rich.table import Table
-
-    c = result.comparison
-    table = Table(
-        title=f"challenger v{result.challenger_version} vs champion v{result.champion_version} "
-        f"on the latest holdout ({c.n:,} snapshots, {c.positives:,} conversions)"
-    )
-    for col, justify in (
-        ("metric", "left"),
-        ("challenger", "right"),
-        ("champion", "right"),
-        ("difference", "right"),
-    ):
-        table.add_column(col, justify=justify)
-    new, old = c.challenger, c.champion
-    table.add_row(
-        "model version", str(new.get("model_version", "")), str(old.get("model_version", "")), ""
-    )
-    table.add_row(
-        f"ROC AUC ({c.confidence:.0%} CI)",
-        f"{new['roc_auc']:.4f} [{new['roc_auc_low']:.4f}, {new['roc_auc_high']:.4f}]",
-        f"{old['roc_auc']:.4f} [{old['roc_auc_low']:.4f}, {old['roc_auc_high']:.4f}]",
-        f"{c.auc_diff:+.4f} [{c.diff_low:+.4f}, {c.diff_high:+.4f}]",
-    )
-    for key, label, fmt in (
-        ("pr_auc", "PR AUC", "{:.4f}"),
-        ("ece", "ECE (lower is better)", "{:.4f}"),
-        ("brier", "Brier (lower is better)", "{:.4f}"),
-        ("lift_top_decile", "top-decile lift", "{:.2f}"),
-    ):
-        table.add_row(
-            label,
-            fmt.format(new[key]),
-            fmt.format(old[key]),
-            ("{:+" + fmt[2:]).format(new[key] - old[key]),
-        )
-    return table
-
-
-def print_promotion(result: Promotion) -> None:
-    """The comparison table (when there was one) and the decision, for the terminal."""
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if result.comparison is not None:
-        console.print(comparison_table(result))
-    if result.promoted:
-        colour, verb = ("yellow", "FORCED") if result.forced else ("green", "promoted")
-        console.print(
-            f"[bold {colour}]{verb}[/]: version {result.challenger_version} is now the champion "
-            f"({result.reason})"
-        )
-        if result.champion_version:
-            console.print(
-                f"roll back with: leadml promote --version {result.champion_version} --force"
-            )
-    else:
-        console.print(
-            f"[bold red]not promoted[/]: version {result.challenger_version} ({result.reason}); "
-            f"the champion stays version {result.champion_version}"
-        )
-    if result.run_id:
-        console.print(f"recorded in MLflow run {result.run_id}")

@@ -324,22 +324,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 # ---------------------------------------------------------------- the run
 
 
-def resolve_model(config: Config, ref: str | None) -> LeadModel:
-    """The model to monitor: `ref` (bundle folder or models:/...), else the champion, else latest."""
-    from leadml.bundle import load_bundle
-    from leadml.predict import load_model
-
-    if ref is None:
-        from leadml.tracking import default_model_ref
-
-        ref = default_model_ref(config)
-    if str(ref).startswith(("models:/", "runs:/")):
-        from leadml.tracking import download_bundle
-
-        return load_bundle(download_bundle(str(ref), config))
-    return load_model(ref)
-
-
 def run_monitor(config: Config, model: LeadModel, *, url: str | None = None) -> MonitorResult:
     """Drift of the recent snapshots and realized conversion of matured scores, for one model."""
     from leadml.data.io import read_dataset
@@ -598,32 +582,3 @@ def _histogram_svg(hist: dict, width: int = 900, height: int = 180) -> str:
         "<span style='color:#0969da'>&#9632;</span> recent snapshots (share of leads per 5-point score bucket)</p>"
     )
     return f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>{''.join(bars)}</svg>{legend}"
-
-
-def print_monitor(result: MonitorResult, limit: int = 12) -> None:
-    """The status, the notes and the largest PSIs in the terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    colour = {"stable": "green", "watch": "yellow", "alert": "bold red"}.get(result.status, "dim")
-    console.print(
-        f"model {result.model_version}: [{colour}]{result.status}[/] "
-        f"({result.recent_rows:,} snapshots in the {result.window_days:g} days before {result.as_of:%Y-%m-%d})"
-    )
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    table = Table(title="population stability index against training")
-    for col in ("distribution", "PSI", "band"):
-        table.add_column(col, justify="left" if col != "PSI" else "right")
-    for d in result.drift[:limit]:
-        table.add_row(d.name, _fmt(d.psi), d.band)
-    console.print(table)
-    realized = result.realized
-    if realized.get("n"):
-        grades = ", ".join(
-            f"{r['group']} {r['predicted']:.1%} predicted / {r['realized']:.1%} realized"
-            for r in realized["by_grade"]
-            if r["n"]
-        )
-        console.print(f"realized conversion ({realized['n']:,} matured leads): {grades}")

@@ -14,9 +14,13 @@ import numpy as np
 import pandas as pd
 
 from leadml.bundle import LeadModel, load_bundle
-from leadml.errors import ModelError, SchemaError
+from leadml.calibrate import to_score
+from leadml.config import Config
+from leadml.data.io import read_lead
+from leadml.errors import DataSourceError, ModelError, SchemaError
 from leadml.explain import build_reasons, group_points, reasons_json, score_and_points
 from leadml.features import build_features, build_row
+from leadml.tracking.registry import default_model_ref, download_bundle, is_registry_ref
 
 SCORE_COLUMNS = [
     "lead_id",
@@ -29,18 +33,27 @@ SCORE_COLUMNS = [
 ]
 
 
-def load_model(path_or_uri: str | Path) -> LeadModel:
-    """A bundle folder (e.g. models/latest) or an MLflow registry URI (models:/leadml@champion)."""
+def load_model(path_or_uri: str | Path, config: Config | None = None) -> LeadModel:
+    """A bundle folder (e.g. models/latest) or a registry URI (models:/leadml@champion), the
+    latter looked up in `config`'s tracking store (without a config: MLFLOW_TRACKING_URI or
+    ./mlruns)."""
     text = str(path_or_uri)
-    if text.startswith(("models:/", "runs:/")):
-        # The registry form needs MLflow; imported here only so plain bundles never load it.
-        from leadml.tracking import download_bundle
-
-        return load_bundle(download_bundle(text))
+    if is_registry_ref(text):
+        return load_bundle(download_bundle(text, config or Config()))
     path = Path(text)
     if not path.exists():
         raise ModelError(f"model not found: {text} (train one with `make train`)")
     return load_bundle(path.resolve())
+
+
+def model_ref(config: Config, ref: str | Path | None = None) -> str:
+    """`ref` when given, else the one default rule (the champion once one exists, else latest)."""
+    return str(ref) if ref is not None else default_model_ref(config)
+
+
+def resolve_model(config: Config, ref: str | Path | None = None) -> LeadModel:
+    """The model an entry point scores with: `ref` when given, else the default rule's."""
+    return load_model(model_ref(config, ref), config)
 
 
 def score_leads(
@@ -84,8 +97,6 @@ def score_matrix(model: LeadModel, X: np.ndarray, *, reasons: bool = True) -> di
         why = build_reasons(model.spec, X, gp, gm, groups, model.top_positive, model.top_negative)
     else:
         prob = model.calibrator.predict(model.model.margin(X))
-        from leadml.calibrate import to_score
-
         score, why = to_score(prob).astype(np.int64), None
     return {"probability": prob, "score": score, "grade": model.grades.grade(score), "reasons": why}
 
@@ -126,6 +137,23 @@ def score_one(
         "reasons": out["reasons"][0] if reasons else [],
         "model_version": model.version,
     }
+
+
+def explain_stored_lead(
+    config: Config,
+    lead_id: str,
+    *,
+    url: str | None = None,
+    ref: str | Path | None = None,
+    as_of: object = None,
+) -> tuple[dict, LeadModel]:
+    """`leadml explain`: one lead read from the database, scored with the default rule's model
+    (or `ref`); the score_one result and the model (for its baseline score)."""
+    model = resolve_model(config, ref)
+    lead, events = read_lead(config.data, lead_id, url=url)
+    if lead is None:
+        raise DataSourceError(f"lead {lead_id!r} not found in table '{config.data.leads_table}'")
+    return score_one(model, lead, events, as_of), model
 
 
 def _default_as_of(as_of: object) -> pd.Timestamp:

@@ -414,7 +414,7 @@ def run_training(
     point_latest(models_dir, bundle_dir)
     result = TrainResult(bundle_dir, evaluation, model)
     if track:
-        from leadml.tracking import log_training_run
+        from leadml.tracking.runs import log_training_run
 
         result.mlflow = log_training_run(config, bundle_dir, evaluation, config_path=config_path)
     return result
@@ -425,7 +425,7 @@ def _previous_grades(config: Config, track: bool, log: Log) -> GradeThresholds |
     if not track or config.grades.mode != "quantile" or config.grades.regrade:
         return None
     from leadml.errors import ModelError
-    from leadml.tracking import champion_grades
+    from leadml.tracking.registry import champion_grades
 
     try:
         previous = champion_grades(config)

@@ -12,12 +12,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from leadml.config import Config, PromotionConfig, override
+from leadml.console import comparison_table
 from leadml.lifecycle import (
     Comparison,
     Promotion,
     _auc_groups,
     compare,
-    comparison_table,
     paired_bootstrap,
     weighted_auc,
 )
@@ -118,9 +118,9 @@ def story(small_config, small_db_url, trained, tmp_path_factory):
     --force, rollback. Returns what each step produced."""
     from typer.testing import CliRunner
 
-    from leadml import tracking
     from leadml.cli import app
     from leadml.lifecycle import promote
+    from leadml.tracking import registry, runs
     from leadml.workflow import _previous_grades, run_training
 
     root = tmp_path_factory.mktemp("registry")
@@ -128,12 +128,12 @@ def story(small_config, small_db_url, trained, tmp_path_factory):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
     quiet, s = (lambda _: None), {}
     weak = _weak_config(small_db_url)
-    s["ref_before"] = tracking.default_model_ref(small_config)
+    s["ref_before"] = registry.default_model_ref(small_config)
     s["weak1"] = run_training(weak, output=root / "models", log=quiet, track=True)
     s["first"] = promote(small_config, log=quiet)
-    s["good"] = tracking.log_training_run(small_config, trained.bundle_dir, trained.evaluation)
+    s["good"] = runs.log_training_run(small_config, trained.bundle_dir, trained.evaluation)
     s["better"] = promote(small_config, log=quiet)
-    s["tags_better"] = tracking.version_tags(small_config, "2")  # before the rollback re-tags it
+    s["tags_better"] = registry.version_tags(small_config, "2")  # before the rollback re-tags it
     s["weak2_log"] = []
     s["weak2"] = run_training(weak, output=root / "models", log=s["weak2_log"].append, track=True)
     s["prev_kept"] = _previous_grades(weak, True, quiet)
@@ -144,15 +144,16 @@ def story(small_config, small_db_url, trained, tmp_path_factory):
     runner = CliRunner()
     s["cli_refused"] = runner.invoke(app, ["promote", "--config", str(config)])
     s["cli_forced"] = runner.invoke(app, ["promote", "--config", str(config), "--force"])
-    s["champion_after_force"] = tracking.alias_version(small_config, tracking.CHAMPION)
+    s["champion_after_force"] = registry.alias_version(small_config, registry.CHAMPION)
     good = s["good"]["registered_version"]
     s["cli_rollback"] = runner.invoke(
         app, ["promote", "--config", str(config), "--version", good, "--force"]
     )
-    s["champion_after_rollback"] = tracking.alias_version(small_config, tracking.CHAMPION)
-    s["ref_after"] = tracking.default_model_ref(small_config)
-    s["tags"] = {v: tracking.version_tags(small_config, v) for v in ("1", "2", "3")}
+    s["champion_after_rollback"] = registry.alias_version(small_config, registry.CHAMPION)
+    s["ref_after"] = registry.default_model_ref(small_config)
+    s["tags"] = {v: registry.version_tags(small_config, v) for v in ("1", "2", "3")}
     s["uri"] = f"sqlite:///{root}/mlflow.db"
+    s["weak"] = weak
     yield s
     mp.undo()
 
@@ -241,3 +242,29 @@ def test_quantile_grades_are_kept_across_retrains_unless_regrade(story):
     assert (kept.hot_min, kept.warm_min) == (40, 15)
     assert any("keeping the champion's thresholds" in line for line in story["weak2_log"])
     assert story["prev_regrade"] is None
+
+
+@pytest.mark.slow
+def test_server_started_before_the_first_promotion_reloads_the_champion(story, monkeypatch):
+    """Started with no champion it serves models/latest; after a promotion a reload serves the
+    champion, not the newer latest bundle (weak2, here standing for a refused challenger)."""
+    import mlflow
+    from fastapi.testclient import TestClient
+
+    from leadml.serve.app import create_app
+    from leadml.tracking import registry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", story["uri"])
+    weak = override(story["weak"], models_dir=str(story["weak2"].bundle_dir.parent))
+    client = mlflow.MlflowClient(tracking_uri=story["uri"], registry_uri=story["uri"])
+    client.delete_registered_model_alias("leadml", registry.CHAMPION)
+    try:
+        with TestClient(create_app(None, weak.data.source, weak)) as c:
+            assert c.get("/readyz").json()["model_version"] == story["weak2"].model.version
+            registry.set_alias(weak, registry.CHAMPION, "1")  # the promotion, after start-up
+            assert c.post("/admin/reload").status_code == 200
+            ready = c.get("/readyz").json()
+        assert ready["model_version"] == story["weak1"].model.version
+        assert ready["model_ref"] == "models:/leadml@champion"
+    finally:
+        registry.set_alias(weak, registry.CHAMPION, story["champion_after_rollback"])

@@ -527,7 +527,7 @@ def test_probability_words():
 
 
 def test_default_model_ref_without_a_registry_is_latest(small_config, tmp_path, monkeypatch):
-    from leadml.serve.app import default_model_ref
+    from leadml.tracking.registry import default_model_ref
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -1,6 +1,7 @@
 """MLflow: run logged, model registered as challenger, pyfunc and explain give the same numbers."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -105,3 +106,29 @@ def test_explain_cli_matches_predict(tracked, small_config, small_db_url):
         text=True,
     )
     assert f"score {expected.score}/100" in view.stdout
+
+
+def test_registry_model_found_through_the_yaml_tracking_uri(
+    tracked, small_config, small_db_url, tmp_path
+):
+    """--model models:/... looks in the config's mlflow.tracking_uri, not in ./mlruns, and
+    MLflow's own log lines and download bars stay out of leadml's output."""
+    result, uri = tracked
+    leads, events = read_dataset(small_config.data)
+    lead_id = int(leads.lead_id.iloc[3])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data:\n  source: {small_db_url}\nmlflow:\n  tracking_uri: {uri}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    args = ["explain", str(lead_id), "--config", str(config), "--as-of", AS_OF, "--json"]
+    out = subprocess.run(
+        [sys.executable, "-m", "leadml", *args, "--model", "models:/leadml@challenger"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    expected = score_leads(result.model, leads[leads.lead_id == lead_id], events, AS_OF).iloc[0]
+    assert json.loads(out.stdout)["score"] == expected.score
+    assert not (tmp_path / "mlruns").exists()  # the config's store was used, none created here
+    assert "mlflow" not in out.stderr.lower() and "Downloading" not in out.stderr, out.stderr

@@ -28,6 +28,7 @@ from leadml import __version__
 from leadml.bundle import LeadModel
 from leadml.config import Config
 from leadml.errors import DataSourceError, LeadmlError, ModelError
+from leadml.predict import load_model, model_ref, score_matrix, score_one
 from leadml.serve.metrics import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
 from leadml.serve.models import (
     BatchResponse,
@@ -44,6 +45,7 @@ from leadml.serve.models import (
 )
 from leadml.serve.pages import KEY_COOKIE, error_page, page_router, wants_html
 from leadml.serve.store import LeadStore
+from leadml.tracking.registry import default_model_ref
 
 log = logging.getLogger("leadml.serve")
 API_KEY_ENV = "LEADML_API_KEY"
@@ -51,43 +53,43 @@ ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 413, 422)}
 
 
 class ModelSlot:
-    """The model being served; `reload` swaps in a fresh load of the same reference.
+    """The model being served; `reload` swaps in a fresh load.
 
-    Requests read `slot.current` once and keep that object, so a swap never changes the model
-    under a request in flight; the old model is freed when the last such request ends.
+    A server started with `--model` reloads that reference; one started without re-applies the
+    default rule on every reload, so the champion is picked up once one is promoted (never a
+    challenger that promotion refused). Requests read `slot.current` once and keep that object,
+    so a swap never changes the model under a request in flight.
     """
 
-    def __init__(self, ref: str | Path) -> None:
-        self.ref = str(ref)
+    def __init__(self, ref: str | Path | None, config: Config) -> None:
+        self.config, self.pinned = config, ref is not None
+        self.ref = model_ref(config, ref)
         self._lock = threading.Lock()
-        self.current: LeadModel = warmed(load_for_serving(self.ref), self.ref)
+        self.current: LeadModel = warmed(load_for_serving(self.ref, config), self.ref)
         self.fields = request_fields(self.current.spec)
 
     def reload(self) -> tuple[str, str]:
-        """Load the reference again and swap it in; (old version, new version)."""
+        """Load the (pinned or default) reference and swap it in; (old version, new version)."""
         with self._lock:
-            fresh = load_for_serving(self.ref)
+            ref = self.ref if self.pinned else default_model_ref(self.config)
+            fresh = load_for_serving(ref, self.config)
             if request_fields(fresh.spec) != self.fields:
-                raise ModelError(_schema_change(self.fields, request_fields(fresh.spec), self.ref))
-            fresh = warmed(fresh, self.ref)
-            old, self.current = self.current, fresh
+                raise ModelError(_schema_change(self.fields, request_fields(fresh.spec), ref))
+            fresh = warmed(fresh, ref)
+            old, self.current, self.ref = self.current, fresh, ref
         return old.version, fresh.version
 
 
-def load_for_serving(ref: str) -> LeadModel:
+def load_for_serving(ref: str, config: Config) -> LeadModel:
     """Load a bundle (or registry URI) with one prediction thread: for one row OpenMP's
     start-up costs more than it saves."""
-    from leadml.predict import load_model
-
-    model = load_model(ref)
+    model = load_model(ref, config)
     model.set_threads(1)
     return model
 
 
 def warmed(model: LeadModel, ref: str) -> LeadModel:
     """Score a blank lead once, so the first request is not slow and a broken model is refused."""
-    from leadml.predict import score_one
-
     try:
         score_one(model, {"lead_id": 0, "created_at": "2024-01-01"}, [], "2024-01-02")
     except Exception as exc:  # noqa: BLE001 - any failure here means the bundle cannot serve
@@ -107,22 +109,6 @@ def _schema_change(old: tuple, new: tuple, ref: str) -> str:
     )
 
 
-def default_model_ref(config: Config) -> str:
-    """models:/<registered_model>@champion when that alias exists, else <models_dir>/latest."""
-    latest = str(Path(config.models_dir) / "latest")
-    tracked = os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
-    if not tracked and not Path("mlruns").exists():
-        return latest  # no MLflow store here: do not create one just to look
-    try:
-        from leadml.tracking import alias_version
-
-        if alias_version(config, "champion"):
-            return f"models:/{config.mlflow.registered_model}@champion"
-    except Exception as exc:  # noqa: BLE001 - any MLflow failure falls back to the bundle
-        log.warning("MLflow registry not readable (%s); serving %s", type(exc).__name__, latest)
-    return latest
-
-
 def run_server(
     config: Config,
     *,
@@ -135,7 +121,7 @@ def run_server(
     import uvicorn
 
     _configure_logging()
-    app = create_app(model_ref or default_model_ref(config), db_url, config)
+    app = create_app(model_ref, db_url, config)
     uvicorn.run(
         app,
         host=host or config.serve.host,
@@ -158,11 +144,12 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
-def create_app(model_ref: str | Path, db_url: str | None, config: Config) -> FastAPI:
-    """The service: JSON scorer under /v1, pages under /leads, health, metrics and docs."""
+def create_app(model_ref: str | Path | None, db_url: str | None, config: Config) -> FastAPI:
+    """The service: JSON scorer under /v1, pages under /leads, health, metrics and docs.
+    `model_ref` None: the default rule's model (tracking.registry.default_model_ref)."""
     from fastapi_offline import FastAPIOffline
 
-    slot = ModelSlot(model_ref)
+    slot = ModelSlot(model_ref, config)
     metrics = ServeMetrics()
     metrics.serving(slot.current.version)
     store = LeadStore(db_url if db_url is not None else config.data.source, config.data)
@@ -205,8 +192,6 @@ def _mount_static(app: FastAPI) -> None:
 def _api_router(
     slot: ModelSlot, metrics: ServeMetrics, store: LeadStore, models: RequestModels
 ) -> APIRouter:
-    from leadml.predict import score_one
-
     router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS)
     ScoreRequest, BatchRequest = models.score_request, models.batch_request  # noqa: N806
 
@@ -252,7 +237,6 @@ def score_items(model: LeadModel, items: list, as_of: object) -> list[dict]:
     import numpy as np
 
     from leadml.features import build_row
-    from leadml.predict import score_matrix
     from leadml.schema import utc_now
 
     when = utc_now() if as_of is None else as_of
