@@ -116,11 +116,11 @@ def import_cmd(
     replace: ReplaceOpt = False,
 ) -> None:
     """Load your leads (and events) per the config's data section into canonical tables in --db."""
-    from leadml.data.io import import_dataset, safe_url
+    from leadml.data.io import import_dataset, mask_url
 
     counts = import_dataset(_config(config).data, db, replace=replace)
     tables = ", ".join(f"{name}: {rows:,} rows" for name, rows in counts.items())
-    console.echo(f"imported into {safe_url(db)}: {tables}")
+    console.echo(f"imported into {mask_url(db)}: {tables}")
 
 
 @app.command("train")
@@ -249,7 +249,7 @@ def score_cmd(
         raise ScoringError(f"--engine must be local or spark, got {engine!r}")
     source = None
     if engine == "spark":
-        from leadml.batch_spark import spark_source
+        from leadml.batch.spark import spark_source
 
         source = spark_source(spark_master)
     options = ScoreOptions(
