@@ -24,7 +24,7 @@ import numpy as np
 
 from leadml.calibrate import Calibrator, GradeThresholds
 from leadml.errors import ModelError
-from leadml.explain import Groups, reason_groups
+from leadml.explain import Groups, feature_facets, reason_groups
 from leadml.features import FeatureSpec
 
 FORMAT_VERSION = 1
@@ -47,6 +47,9 @@ class LeadModel:
     top_negative: int = 3
     metadata: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)  # training distributions, for monitoring
+    # config explain.fit_features / explain.engagement_features at training time; a plain
+    # default so bundles pickled before this field existed still load
+    facet_patterns: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     @property
     def groups(self) -> Groups:
@@ -56,12 +59,22 @@ class LeadModel:
         return cache
 
     @property
+    def is_fit(self) -> np.ndarray:
+        """Per feature: True when it counts toward the fit sub-score, False for engagement."""
+        cache = self.__dict__.get("_is_fit")
+        if cache is None:
+            fit, engagement = self.facet_patterns
+            cache = self.__dict__["_is_fit"] = feature_facets(self.spec, fit, engagement)
+        return cache
+
+    @property
     def kind(self) -> str:
         return self.model.kind
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_groups", None)
+        state.pop("_is_fit", None)
         return state
 
     def set_threads(self, threads: int) -> None:

@@ -172,6 +172,39 @@ class GradeConfig(_Frozen):
 class ExplainConfig(_Frozen):
     top_positive: int = Field(3, ge=0)
     top_negative: int = Field(3, ge=0)
+    fit_features: list[str] = Field(
+        default_factory=list,
+        description="features (names or groups, fnmatch patterns) counted as fit; default: "
+        "attributes are fit, events, recency, decay, trend, active days and lead age engagement",
+    )
+    engagement_features: list[str] = Field(
+        default_factory=list, description="features counted as engagement (wins over fit_features)"
+    )
+
+
+class HistoryConfig(_Frozen):
+    """Score history: how long lead_score_history is kept and what a trend word means."""
+
+    keep_runs: int | None = Field(
+        None, ge=2, description="keep each lead's rows of the latest N succeeded runs; None: all"
+    )
+    keep_days: float | None = Field(
+        None, gt=0, description="drop history rows scored more than this many days ago"
+    )
+    trend_runs: int = Field(
+        4, ge=2, description="the trend compares the latest of this many scorings"
+    )
+    rising_points: int = Field(5, ge=1, description="up by at least this much over them: rising")
+    falling_points: int = Field(5, ge=1, description="down by at least this much: falling")
+
+
+class CallListConfig(_Frozen):
+    """`leadml calllist`: the interval around the expected conversions of the top N."""
+
+    level: float = Field(0.9, gt=0.5, lt=1)
+    exact_max: int = Field(
+        20_000, ge=1, description="above this many leads the interval uses a normal approximation"
+    )
 
 
 class ServeConfig(_Frozen):
@@ -229,6 +262,8 @@ class Config(_Frozen):
     calibration: CalibrationConfig = CalibrationConfig()
     grades: GradeConfig = GradeConfig()
     explain: ExplainConfig = ExplainConfig()
+    history: HistoryConfig = HistoryConfig()
+    calllist: CallListConfig = CallListConfig()
     serve: ServeConfig = ServeConfig()
     batch: BatchConfig = BatchConfig()
     mlflow: MlflowConfig = MlflowConfig()

@@ -5,12 +5,19 @@ from the baseline score is spread over the features in proportion to their log-o
 contributions (the secant slope of the calibrated score between the baseline margin and the
 lead's margin), then rounded to integers by largest remainder: baseline + points = score,
 exactly, for every lead.
+
+Every feature also belongs to one facet: "fit" (who the lead is: its attributes) or
+"engagement" (what it did: events, recency, decay, trend, active days, and the lead's age,
+which moves with time like engagement does). The facet sub-scores are sums of the same
+integer points, so baseline + fit + engagement = score, exactly.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 import numpy as np
 
@@ -47,6 +54,37 @@ def _group_label(info) -> str:
     return {"engagement": "Overall engagement", "age": "Lead age"}.get(info.group, info.label)
 
 
+FIT, ENGAGEMENT = "fit", "engagement"
+FIT_KINDS = ("categorical", "numeric")  # attributes: demographics, firmographics, source, BANT
+
+
+def feature_facets(
+    spec: FeatureSpec,
+    fit_features: Sequence[str] = (),
+    engagement_features: Sequence[str] = (),
+) -> np.ndarray:
+    """True where a feature counts toward fit, False for engagement (one bool per feature).
+
+    Inferred from the feature kind; a feature whose name or reason group (`attr:industry`,
+    `event:web_visit`, `age`) matches a pattern (fnmatch, e.g. `web_visit_*`) of
+    `engagement_features` or `fit_features` is moved there (engagement wins a tie).
+    """
+    out = np.array([f.kind in FIT_KINDS for f in spec.features], dtype=bool)
+    for j, info in enumerate(spec.features):
+        names = (info.name, info.group)
+        if any(fnmatchcase(n, p) for p in fit_features for n in names):
+            out[j] = True
+        if any(fnmatchcase(n, p) for p in engagement_features for n in names):
+            out[j] = False
+    return out
+
+
+def facet_points(points: np.ndarray, is_fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and engagement points per lead: sums of the exact integer points."""
+    points = np.asarray(points, dtype=np.int64)
+    return points[:, is_fit].sum(axis=1), points[:, ~is_fit].sum(axis=1)
+
+
 def largest_remainder(x: np.ndarray, totals: np.ndarray) -> np.ndarray:
     """Integers close to x (n x d) whose rows sum exactly to the integer totals."""
     n, d = x.shape
@@ -64,6 +102,18 @@ def score_and_points(
     """Probability, score, baseline score and integer points per feature from contributions.
 
     `contrib` is (n, d + 1) with the baseline margin in the last column.
+    """
+    prob, score, base_score, share = score_shares(contrib, calibrator)
+    return prob, score, base_score, largest_remainder(share, score - base_score)
+
+
+def score_shares(
+    contrib: np.ndarray, calibrator: Calibrator
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Like `score_and_points` but with the unrounded points (rows sum to score - baseline).
+
+    The change ledger splits a score change by differences of these shares, so it is not
+    thrown off by one state's rounding.
     """
     base_margin = contrib[:, -1]
     feats = contrib[:, :-1]
@@ -86,7 +136,7 @@ def score_and_points(
             1 / max(feats.shape[1], 1),
         )
         share[tiny] = even * delta[tiny, None]
-    return prob, score, base_score, largest_remainder(share, delta)
+    return prob, score, base_score, share
 
 
 def group_points(points: np.ndarray, groups: Groups) -> np.ndarray:

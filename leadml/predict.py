@@ -18,7 +18,13 @@ from leadml.calibrate import to_score
 from leadml.config import Config
 from leadml.data.io import read_lead
 from leadml.errors import DataSourceError, ModelError, SchemaError
-from leadml.explain import build_reasons, group_points, reasons_json, score_and_points
+from leadml.explain import (
+    build_reasons,
+    facet_points,
+    group_points,
+    reasons_json,
+    score_and_points,
+)
 from leadml.features import build_features, build_row
 from leadml.tracking.registry import default_model_ref, download_bundle, is_registry_ref
 
@@ -30,6 +36,8 @@ SCORE_COLUMNS = [
     "reasons",
     "model_version",
     "scored_at",
+    "fit_points",
+    "engagement_points",
 ]
 
 
@@ -95,10 +103,19 @@ def score_matrix(model: LeadModel, X: np.ndarray, *, reasons: bool = True) -> di
         gm = np.zeros_like(gp, dtype=np.float64)
         np.add.at(gm.T, groups.of_feature, contrib[:, :-1].T)
         why = build_reasons(model.spec, X, gp, gm, groups, model.top_positive, model.top_negative)
+        fit, engagement = facet_points(points, model.is_fit)
     else:
         prob = model.calibrator.predict(model.model.margin(X))
         score, why = to_score(prob).astype(np.int64), None
-    return {"probability": prob, "score": score, "grade": model.grades.grade(score), "reasons": why}
+        fit = engagement = None
+    return {
+        "probability": prob,
+        "score": score,
+        "grade": model.grades.grade(score),
+        "reasons": why,
+        "fit_points": fit,
+        "engagement_points": engagement,
+    }
 
 
 def _finish(
@@ -114,8 +131,17 @@ def _finish(
             "reasons": reasons_json(out["reasons"]) if reasons else None,
             "model_version": model.version,
             "scored_at": scored_at,
+            "fit_points": _nullable_int(out["fit_points"], len(X)),
+            "engagement_points": _nullable_int(out["engagement_points"], len(X)),
         }
     )
+
+
+def _nullable_int(values: np.ndarray | None, n: int) -> pd.Series:
+    """Sub-score points as Int64 (missing when the scoring computed no reasons)."""
+    if values is None:
+        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))
+    return pd.Series(values.astype(np.int64))
 
 
 def score_one(
@@ -136,6 +162,10 @@ def score_one(
         "grade": str(out["grade"][0]),
         "reasons": out["reasons"][0] if reasons else [],
         "model_version": model.version,
+        "fit_points": None if out["fit_points"] is None else int(out["fit_points"][0]),
+        "engagement_points": (
+            None if out["engagement_points"] is None else int(out["engagement_points"][0])
+        ),
     }
 
 

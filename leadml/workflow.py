@@ -183,6 +183,10 @@ def fit_model(
         config.explain.top_positive,
         config.explain.top_negative,
         metadata={"refit": refit_info},
+        facet_patterns=(
+            tuple(config.explain.fit_features),
+            tuple(config.explain.engagement_features),
+        ),
     )
     info = {
         "chosen": best.name,
