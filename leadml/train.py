@@ -35,7 +35,15 @@ class TreeModel:
         return self.booster.predict(X, raw_score=True, num_threads=self.threads)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return self.booster.predict(X, pred_contrib=True, num_threads=self.threads)
+        """Exact TreeSHAP (equal to pred_contrib) from leadml's table kernel, built on first use."""
+        from leadml.treeshap import tree_contributions
+
+        return tree_contributions(self, X)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_treeshap", None)  # derived from the booster: never pickled into a bundle
+        return state
 
     @property
     def size(self) -> dict:
