@@ -145,14 +145,15 @@ def _bare_rate(url: str, model_dir: str) -> float:
     """Rows/s of booster.predict + pred_contrib on a prepared matrix of the first leads."""
     import pandas as pd
 
-    from leadml.batch import read_events_for
-    from leadml.data.io import iter_leads_keyset
+    from leadml.config import DataConfig
+    from leadml.data.leads import events_for, iter_leads_keyset, resolve_tables
     from leadml.features import build_features
     from leadml.predict import load_model
 
     model = load_model(model_dir)
-    leads = next(iter_leads_keyset(url, "leads", BARE_ROWS))
-    events = read_events_for(url, "lead_events", leads["lead_id"], pd.Timestamp(AS_OF))
+    tables = resolve_tables(url, DataConfig(source=url))
+    leads = next(iter_leads_keyset(tables, BARE_ROWS))
+    events = events_for(tables, leads["lead_id"], pd.Timestamp(AS_OF))
     X = build_features(model.spec, leads, events, pd.Timestamp(AS_OF))
     booster, threads = model.model.booster, model.model.threads
     started = time.perf_counter()

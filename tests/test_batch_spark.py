@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from leadml.batch import SCORES, ScoreOptions, run_scoring
-from leadml.batch_spark import PG_JDBC_JAR, jdbc_options, score_partition
+from leadml.batch.spark import PG_JDBC_JAR, jdbc_options, score_partition
 from leadml.config import Config
 from leadml.data.io import engine_for, read_dataset, write_tables
 from leadml.predict import score_leads
@@ -38,7 +38,7 @@ def spark():
     pytest.importorskip("pyspark")
     if shutil.which("java") is None:
         pytest.skip("the Spark engine needs Java")
-    from leadml.batch_spark import spark_session
+    from leadml.batch.spark import spark_session
 
     session, _ = spark_session("local[2]", jdbc=True)
     yield session
@@ -46,7 +46,7 @@ def spark():
 
 
 def _spark_scores(url: str, bundle) -> pd.DataFrame:
-    from leadml.batch_spark import spark_source
+    from leadml.batch.spark import spark_source
 
     config = Config.model_validate({"batch": {"chunk_size": 400}})
     options = ScoreOptions(url=url, model_ref=str(bundle), as_of=str(AS_OF), all_leads=True)
