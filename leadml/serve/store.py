@@ -74,7 +74,7 @@ class LeadStore:
         """Run `work(conn)` on a fresh connection; driver errors become DataSourceError."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from leadml.data.io import safe_url
+        from leadml.data.io import mask_url
 
         try:
             with self._engine().connect() as conn:
@@ -82,7 +82,7 @@ class LeadStore:
         except SQLAlchemyError as exc:
             self._columns.clear()  # a table may have been replaced: look again next time
             first = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-            raise DataSourceError(f"reading from {safe_url(self.url)} failed: {first}") from None
+            raise DataSourceError(f"reading from {mask_url(self.url)} failed: {first}") from None
 
     def _key(self, conn: Connection, table: str, lead_id: str) -> object | None:
         """The lead id as the table stores it; None when it cannot match (text id, int column)."""
