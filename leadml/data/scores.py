@@ -292,7 +292,7 @@ def insert_rejects(
     shown = [None if v is None else str(v)[:REJECT_VALUES_CHARS] for v in _plain(rejects["values"])]
     rows = zip(
         [run_id] * len(rejects),
-        [sql.py_value(v) for v in _plain(lead_ids)],
+        [_reject_id(v) for v in _plain(lead_ids)],
         rejects["rule"].astype(str).tolist(),
         shown,
         [pd.Timestamp(at).strftime("%Y-%m-%d %H:%M:%S.%f")] * len(rejects),
@@ -300,6 +300,12 @@ def insert_rejects(
     )
     columns = ["run_id", "lead_id", "rule", "values", "created_at"]
     sql.bulk_insert(conn, out.rejects, columns, rows)
+
+
+def _reject_id(value: object) -> object:
+    """A rejected row's id as the driver takes it (1.0 from a column with nulls -> 1)."""
+    value = sql.py_value(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _plain(values: pd.Series) -> list:
@@ -347,14 +353,14 @@ def stored_score(url: str, out: OutputTables, lead_id: object) -> dict | None:
 
 
 def lead_history(url: str, out: OutputTables, lead_id: object, limit: int = 100) -> list[dict]:
-    """One lead's lead_score_history rows, newest first, with their run's as_of when recorded."""
+    """One lead's lead_score_history rows, newest first, with an as_of (stored, else the run's)."""
     with sql.connect(url, table=out.history) as conn:
         columns = sql.table_columns(conn, out.history)
         key = _key(lead_id, columns.get("lead_id", False)) if columns else None
         if key is None:
             return []
         mark, h = sql.marker(conn), sql.quote_table(conn, out.history)
-        runs = sql.has_table(conn, out.runs)
+        runs = "as_of" not in columns and sql.has_table(conn, out.runs)
         join = (
             f" LEFT JOIN {sql.quote_table(conn, out.runs)} r ON r.run_id = h.run_id" if runs else ""
         )
