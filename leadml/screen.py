@@ -48,29 +48,58 @@ class Screening:
 
 
 def psi(
-    expected: np.ndarray, actual: np.ndarray, categorical: bool = False, bins: int = 10
+    expected: np.ndarray,
+    actual: np.ndarray,
+    categorical: bool = False,
+    bins: int = 10,
+    pseudo_count: float | None = None,
 ) -> float:
-    """Population stability index of `actual` against `expected` (missing is its own bin)."""
-    e_bins, a_bins = _bin(expected, actual, categorical, bins)
-    k = int(max(e_bins.max(initial=0), a_bins.max(initial=0))) + 1
-    e = np.bincount(e_bins, minlength=k) / max(len(e_bins), 1)
-    a = np.bincount(a_bins, minlength=k) / max(len(a_bins), 1)
-    e, a = np.maximum(e, 1e-4), np.maximum(a, 1e-4)
+    """Population stability index of `actual` against `expected` (missing is its own bin).
+
+    Numeric bins are deciles of the reference. Empty bins: by default shares are floored at
+    1e-4 (fine for the training screen's tens of thousands of rows); `pseudo_count` instead adds
+    that many rows to every bin, so a rare category absent from a few hundred rows (a
+    monitoring window) does not swamp the sum. The one PSI of leadml (screen and monitor).
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if not len(expected) or not len(actual):
+        return float("nan")
+    e_codes, a_codes = _codes(expected, actual, categorical, bins)
+    k = int(max(e_codes.max(), a_codes.max())) + 1
+    e_counts, a_counts = np.bincount(e_codes, minlength=k), np.bincount(a_codes, minlength=k)
+    if pseudo_count is None:
+        e = np.maximum(e_counts / len(e_codes), 1e-4)
+        a = np.maximum(a_counts / len(a_codes), 1e-4)
+    else:
+        e = (e_counts + pseudo_count) / (len(e_codes) + pseudo_count * k)
+        a = (a_counts + pseudo_count) / (len(a_codes) + pseudo_count * k)
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _bin(expected, actual, categorical: bool, bins: int) -> tuple[np.ndarray, np.ndarray]:
+def _codes(
+    expected: np.ndarray, actual: np.ndarray, categorical: bool, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bin codes, 0 for missing: categories by value, numbers by the reference's deciles."""
     if categorical:
+        values = np.unique(np.concatenate([expected, actual]))
+        values = values[~np.isnan(values)]
 
-        def to_int(x):
-            return np.where(np.isnan(x), -1, x).astype(np.int64) + 1
+        def code(x: np.ndarray) -> np.ndarray:
+            return np.where(np.isnan(x), 0, np.searchsorted(values, x) + 1).astype(np.int64)
 
-        return to_int(expected), to_int(actual)
+        return code(expected), code(actual)
     finite = expected[~np.isnan(expected)]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if len(finite) else []
+    edges = (
+        np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+        if len(finite)
+        else np.zeros(0)
+    )
 
-    def to_bin(x):
-        return np.where(np.isnan(x), 0, np.searchsorted(edges, x, side="right") + 1)
+    def to_bin(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(x), 0, np.searchsorted(edges, x, side="right") + 1).astype(
+            np.int64
+        )
 
     return to_bin(expected), to_bin(actual)
 
