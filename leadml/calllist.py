@@ -18,6 +18,7 @@ from math import erf, sqrt
 import numpy as np
 import pandas as pd
 
+from leadml.config import Config
 from leadml.errors import SchemaError
 
 CURVE_POINTS = 60
@@ -199,3 +200,52 @@ def _z(level: float) -> float:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if _phi(mid) - _phi(-mid) < level else (lo, mid)
     return (lo + hi) / 2
+
+
+def stored_call_list(
+    url: str,
+    config: Config,
+    capacity: int,
+    *,
+    grades: Sequence[str] = (),
+    sources: Sequence[str] = (),
+) -> CallList:
+    """The call list from the stored scores (lead_scores joined with the open leads)."""
+    from leadml.data.history import open_scores
+    from leadml.data.scores import output_tables
+
+    if capacity < 1:
+        raise SchemaError("calllist", "capacity", "must be at least 1", [capacity])
+    out = output_tables(config.data.leads_table)
+    frame, available = open_scores(
+        url, config.data, out, grades=tuple(grades), sources=tuple(sources), limit=capacity
+    )
+    cfg = config.calllist
+    result = call_list(frame, capacity, level=cfg.level, exact_max=cfg.exact_max)
+    return CallList(
+        result.leads, result.expected, result.interval, result.level, result.curve, available
+    )
+
+
+CSV_COLUMNS = ("rank", "lead_id", "name", "company", "source", "score", "grade", "probability")
+
+
+def to_csv(result: CallList) -> str:
+    """The call list as CSV for the CRM: rank, ids, names, score, grade, probability, running sum."""
+    columns = [c for c in CSV_COLUMNS if c in result.leads.columns] + ["expected_so_far"]
+    frame = result.leads[columns].copy()
+    frame["probability"] = frame["probability"].round(4)
+    frame["expected_so_far"] = frame["expected_so_far"].round(2)
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def summary_line(result: CallList) -> str:
+    """'Calling the top 200 open leads: 37.4 conversions expected, 90% interval 29-46.'"""
+    iv = result.interval
+    n = len(result.leads)
+    approx = "" if iv.method == "exact" else f", {iv.method}"
+    return (
+        f"Calling the top {n:,} of {result.available:,} open leads: "
+        f"{result.expected:.1f} conversions expected, {result.level:.0%} interval "
+        f"{iv.low}-{iv.high} (probability {iv.coverage:.1%}{approx})"
+    )

@@ -15,8 +15,9 @@ Each step's delta is a difference of integer scores, so the steps add up exactly
 stored score change. Within a step the delta is split by signal (reason group) through the
 differences of the unrounded points of the two states, rounded by largest remainder, so the
 parts add up exactly to the step. What each scoring must keep for this: its as_of, the model
-version and the lead's attribute values (lead_score_history.attributes); the events are
-re-read from lead_events with the time cut.
+version and the lead's attribute values (lead_score_history.attributes, JSON of created_at and
+the model's attribute columns); the events are re-read from lead_events with the time cut. A
+column the later model reads that the earlier scoring did not keep counts as unchanged.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.bundle import LeadModel
-from leadml.config import HistoryConfig
+from leadml.config import Config, HistoryConfig
 from leadml.errors import ModelError, SchemaError
 from leadml.explain import largest_remainder, score_shares
 from leadml.features import EVENT_PHRASES, _days_text, build_features
@@ -181,6 +182,9 @@ def _ledgers_for(
     old_model: LeadModel | None,
     new_model: LeadModel,
 ) -> list[dict]:
+    unknown = [c for c in new_model.spec.attribute_columns if c not in earlier and c in later]
+    if unknown:  # a column the earlier scoring did not keep: read as unchanged
+        earlier = earlier.assign(**{c: later[c].to_numpy() for c in unknown})
     old_as_of = earlier["as_of"].to_numpy(dtype="datetime64[us]")
     new_as_of = later["as_of"].to_numpy(dtype="datetime64[us]")
     seen = _events_until(events, earlier["lead_id"], old_as_of)
@@ -463,3 +467,73 @@ def _plain(value: object) -> object:
 
 def _signed(points: int) -> str:
     return f"+{points}" if points > 0 else str(points)
+
+
+# ---------------------------------------------------------------- from the database
+
+
+def lead_history_report(
+    url: str,
+    config: Config,
+    lead_id: object,
+    model_for: ModelFor,
+    *,
+    since: object = None,
+    with_ledger: bool = True,
+) -> dict | None:
+    """A lead's scorings (oldest first), its trend word and the ledger between two of them
+    (the latest and the one before, or the last one at or before `since`); None if unscored."""
+    from leadml.data.history import lead_scorings
+    from leadml.data.leads import lead_events, resolve_tables
+    from leadml.data.scores import output_tables
+
+    rows = lead_scorings(url, output_tables(config.data.leads_table), lead_id)
+    if not rows:
+        return None
+    scorings = [{k: row.get(k) for k in HISTORY_KEYS} for row in rows]
+    report = {
+        "lead_id": rows[-1]["lead_id"],
+        "trend": trend_word([int(r["score"]) for r in rows], config.history),
+        "scorings": scorings,
+        "ledger": None,
+    }
+    pair = pick_pair(rows, since)
+    if with_ledger and pair is not None and all(r.get("attributes") for r in pair):
+        tables = resolve_tables(url, config.data)
+        events = _events_frame(lead_events(tables, lead_id))
+        earlier, later = scoring_frame([pair[0]]), scoring_frame([pair[1]])
+        report["ledger"] = change_ledgers(earlier, later, events, model_for)[0]
+        report["ledger"]["lines"] = ledger_lines(report["ledger"])
+    elif with_ledger and pair is not None:
+        report["ledger_note"] = "these scorings predate the stored inputs the ledger needs"
+    return report
+
+
+HISTORY_KEYS = (
+    "run_id",
+    "scored_at",
+    "as_of",
+    "score",
+    "grade",
+    "probability",
+    "model_version",
+    "fit_points",
+    "engagement_points",
+)
+
+
+def _events_frame(events: list[dict]) -> pd.DataFrame | None:
+    if not events:
+        return None
+    frame = pd.DataFrame.from_records(events)
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], format="mixed")
+    return frame
+
+
+def ledger_inputs(leads: pd.DataFrame, model: LeadModel) -> list[str]:
+    """Per lead, the JSON the ledger re-scores it from: created_at and the model's attributes."""
+    columns = [c for c in ["created_at", *model.spec.attribute_columns] if c in leads.columns]
+    if not len(leads):
+        return []
+    text = leads[columns].to_json(orient="records", lines=True, date_format="iso", date_unit="us")
+    return text.splitlines()

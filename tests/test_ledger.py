@@ -33,6 +33,14 @@ def second_model(small_config, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def second_bundle(second_model, tmp_path_factory):
+    """The second model as a bundle folder (what `leadml score --model` takes)."""
+    from leadml.bundle import save_bundle
+
+    return save_bundle(second_model, tmp_path_factory.mktemp("bundle-b") / second_model.version)
+
+
+@pytest.fixture(scope="module")
 def history(small_config, small_db_url, lead_model, second_model):
     """Three scorings of the open leads: (scores, inputs) at T1, T2 (edits), T3 (new model)."""
     from leadml.data.io import read_dataset
@@ -167,3 +175,140 @@ def test_scoring_frame_pick_pair_and_trend():
     assert trend_word([20, 24, 31], cfg) == "rising"
     assert trend_word([31, 30, 29], cfg) == "steady"
     assert trend_word([50, 20, 31, 30, 20], cfg) == "falling"
+
+
+# ---------------------------------------------------------------- through the batch scorer
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def scored_db(request, tmp_path, small_db_url, trained_bundle, second_bundle):
+    """A private database scored three times by `leadml score`: T1; attribute edits, T2; a new
+    model, T3. Yields (url, config)."""
+    import shutil
+
+    from leadml.config import Config
+
+    if request.param == "sqlite":
+        path = tmp_path / "leads.db"
+        shutil.copy(small_db_url.removeprefix("sqlite:///"), path)
+        yield _three_runs(f"sqlite:///{path}", trained_bundle, second_bundle), Config()
+        return
+    with _pg_copy(request.getfixturevalue("pg_url_required"), small_db_url) as url:
+        yield _three_runs(url, trained_bundle, second_bundle), Config()
+
+
+def _three_runs(url: str, first_bundle, second_bundle) -> str:
+    from sqlalchemy import text
+
+    from leadml.batch import ScoreOptions, run_scoring
+    from leadml.config import Config
+    from leadml.data.io import engine_for
+
+    config = Config.model_validate({"batch": {"chunk_size": 700}})
+
+    def score(bundle, as_of):
+        options = ScoreOptions(url=url, model_ref=str(bundle), as_of=as_of, all_leads=True)
+        return run_scoring(config, options)
+
+    assert score(first_bundle, T1).scored > 1000
+    with engine_for(url).begin() as conn:
+        conn.execute(
+            text("UPDATE leads SET employees = employees * 3, need = 'high' WHERE lead_id % 7 = 0")
+        )
+    score(first_bundle, T2)
+    score(second_bundle, T3)
+    return url
+
+
+def _pg_copy(base: str, small_db_url: str):
+    import contextlib
+    import uuid
+
+    from sqlalchemy import text
+
+    from leadml.config import Config
+    from leadml.data.io import engine_for, read_dataset, write_tables
+
+    @contextlib.contextmanager
+    def copy():
+        schema = f"leadml_hist_{uuid.uuid4().hex[:10]}"
+        with engine_for(base).begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+        try:
+            leads, events = read_dataset(Config().data, url=small_db_url)
+            write_tables(url, {"leads": leads, "lead_events": events})
+            yield url
+        finally:
+            engine_for(url).dispose()
+            with engine_for(base).begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+    return copy()
+
+
+def _history(url: str) -> pd.DataFrame:
+    from leadml.data.io import engine_for
+
+    with engine_for(url).connect() as conn:
+        return pd.read_sql("SELECT * FROM lead_score_history", conn)
+
+
+@pytest.mark.slow
+def test_batch_history_ledgers_add_up_for_thousands_of_leads(scored_db, lead_model, second_model):
+    from leadml.data.io import read_dataset
+
+    url, config = scored_db
+    history = _history(url)
+    runs = sorted(
+        history["run_id"].unique(), key=lambda r: history[history.run_id == r].as_of.min()
+    )
+    assert len(runs) == 3 and history["attributes"].notna().all()
+    base = history["score"] - history["fit_points"] - history["engagement_points"]
+    assert base.groupby(history["model_version"]).nunique().eq(1).all()  # one baseline a model
+    _, events = read_dataset(config.data, url=url)
+    models = {lead_model.version: lead_model, second_model.version: second_model}
+    totals = {}
+    for a, b in ((runs[0], runs[1]), (runs[1], runs[2]), (runs[0], runs[2])):
+        earlier = history[history.run_id == a].sort_values("lead_id")
+        later = history[history.run_id == b].sort_values("lead_id")
+        later = later[later.lead_id.isin(earlier.lead_id)]
+        earlier = earlier[earlier.lead_id.isin(later.lead_id)]
+        assert len(later) > 1000
+        frames = [scoring_frame(f.to_dict("records")) for f in (earlier, later)]
+        totals[(a, b)] = _check_exact(change_ledgers(*frames, events, models.get))
+    first, second, both = totals.values()
+    assert first["attributes"] > 0 and first["model"] == 0 and second["model"] > 0
+    assert first["engagement"] > 0 and first["time"] > 0 and both["model"] > 0
+    assert first["other"] == second["other"] == both["other"] == 0
+
+
+@pytest.mark.slow
+def test_history_report_and_pruning(scored_db, lead_model, second_model):
+    from leadml.data.history import prune_history
+    from leadml.data.scores import OutputTables
+    from leadml.ledger import lead_history_report
+
+    url, config = scored_db
+    models = {lead_model.version: lead_model, second_model.version: second_model}
+    report = lead_history_report(url, config, 7, models.get)
+    assert [s["model_version"] for s in report["scorings"]] == [lead_model.version] * 2 + [
+        second_model.version
+    ]
+    assert report["trend"] in ("rising", "steady", "falling")
+    ledger = report["ledger"]
+    assert ledger["from"]["score"] == report["scorings"][1]["score"]
+    assert sum(s["points"] for s in ledger["steps"]) == ledger["change"]
+    since = lead_history_report(url, config, 7, models.get, since=str(T1.date()) + " 23:59")
+    assert since["ledger"]["from"]["as_of"].startswith(str(T1.date()))
+    edits = next(s for s in since["ledger"]["steps"] if s["cause"] == "attributes")
+    assert since["ledger"]["change"] == sum(s["points"] for s in since["ledger"]["steps"])
+    assert edits["points"] == sum(p["points"] for p in edits["parts"])
+    before = _history(url)
+    deleted = prune_history(
+        url, OutputTables(), keep_runs=2, keep_days=None, now=pd.Timestamp.now()
+    )
+    after = _history(url)
+    assert deleted == len(before) - len(after) > 0
+    assert after.groupby("lead_id").size().max() == 2
+    assert prune_history(url, OutputTables(), keep_runs=None, keep_days=None, now=T3) == 0

@@ -25,7 +25,9 @@ from leadml.batch.writer import write_all
 from leadml.config import Config
 from leadml.data import leads as db_leads
 from leadml.data import sql
+from leadml.data.history import prune_history
 from leadml.data.scores import ensure_tables, output_tables
+from leadml.ledger import ledger_inputs
 from leadml.predict import resolve_model, score_leads
 
 Progress = Callable[[int, int], None]
@@ -55,13 +57,21 @@ def run_scoring(
         started = time.perf_counter()
         grades = write_all(options.url, state, lock, source(plan), progress, plan.total)
         finish_run(options.url, state.run_id, SUCCEEDED, out=out)
+        notes += _prune(config, options.url, out)
     return _summary(state, grades, time.perf_counter() - started, notes)
+
+
+def _prune(config: Config, url: str, out) -> list[str]:
+    """Drop history beyond config history.keep_runs / keep_days (the current scores stay)."""
+    keep = config.history
+    deleted = prune_history(url, out, keep_runs=keep.keep_runs, keep_days=keep.keep_days, now=now())
+    return [f"pruned {deleted:,} history rows (history.keep_runs / keep_days)"] if deleted else []
 
 
 def local_source(plan: ScoringPlan) -> Iterator[pd.DataFrame]:
     """The single-machine engine: each page of leads scored by THE inference path."""
     for leads, events in prefetched(plan.pages()):
-        yield score_leads(
+        scores = score_leads(
             plan.model,
             leads,
             events,
@@ -69,6 +79,8 @@ def local_source(plan: ScoringPlan) -> Iterator[pd.DataFrame]:
             scored_at=plan.scored_at,
             chunk_size=max(len(leads), 1),
         )
+        # what the change ledger re-scores this scoring from (lead_score_history only)
+        yield scores.assign(attributes=ledger_inputs(leads, plan.model), as_of=plan.as_of)
 
 
 def prefetched(items: Iterator, depth: int = 1) -> Iterator:
