@@ -11,7 +11,7 @@ DB_FILE := data/leads.db
 LEADS ?= 30000
 SEED ?= 7
 CONFIG ?= configs/train.yaml
-MODEL ?= models/latest
+MODEL ?=# empty: the champion alias once promoted, else models/latest (one rule)
 
 .PHONY: help install data train score serve test lint bench evaluate clean
 
@@ -37,11 +37,11 @@ train: $(STAMP) $(DB_FILE) ## Install, generate the database if absent, train, w
 evaluate: $(STAMP) $(DB_FILE) ## Rolling-origin evaluation of leadml against the baselines
 	$(PY) -m leadml evaluate --config $(CONFIG)
 
-score: $(STAMP) $(DB_FILE) ## Score the open leads in the database (DB=...) with models/latest
-	$(PY) -m leadml score --db $(DB) --model $(MODEL)
+score: $(STAMP) $(DB_FILE) ## Score the open leads (DB=..., MODEL=...; default: the champion, else models/latest)
+	$(PY) -m leadml score --db $(DB) $(if $(MODEL),--model $(MODEL))
 
 serve: $(STAMP) ## Start the HTTP scorer and sales-ops pages on 127.0.0.1:8000
-	$(PY) -m leadml serve --db $(DB) --model $(MODEL)
+	$(PY) -m leadml serve --db $(DB) $(if $(MODEL),--model $(MODEL))
 
 test: $(STAMP) ## Run the whole test suite (PostgreSQL tests need LEADML_TEST_PG_URL)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -10,16 +10,17 @@ import pytest
 
 SMALL_LEADS = 3000
 SMALL_SEED = 11
+SMALL_END = "2026-06-30"  # pinned: the tests score as of this day (AS_OF)
 
 
 @pytest.fixture(scope="session")
 def small_db_url(tmp_path_factory) -> str:
-    """A SQLite lead database with 3,000 synthetic leads and their events (seed 11)."""
+    """A SQLite lead database with 3,000 synthetic leads and their events (seed 11, to 2026-06-30)."""
     from leadml.data.synth import generate_database
 
     path = tmp_path_factory.mktemp("leaddb") / "leads.db"
     url = f"sqlite:///{path}"
-    generate_database(url, SMALL_LEADS, SMALL_SEED)
+    generate_database(url, SMALL_LEADS, SMALL_SEED, end=SMALL_END)
     return url
 
 

@@ -221,7 +221,7 @@ def _open_leads(n: int, seed: int):
 
     from leadml.data.synth import generate_leads
 
-    leads, events = generate_leads(n, seed)
+    leads, events = generate_leads(n, seed, end=AS_OF[:10])
     leads["status"] = "open"
     leads["converted_at"] = pd.NaT
     return leads, events[events["occurred_at"] <= pd.Timestamp(AS_OF)]
@@ -246,7 +246,7 @@ def _model(path: str) -> str:
         f"no model at {path}: training one on 20,000 synthetic leads in {folder} (minutes)",
         flush=True,
     )
-    generate_database(url, 20_000, 7)
+    generate_database(url, 20_000, 7, end=AS_OF[:10])
     config = Config.model_validate({"data": {"source": url}, "model": {"candidates": ["lightgbm"]}})
     result = run_training(config, output=folder / "models", log=lambda _: None, track=False)
     return str(result.bundle_dir)

@@ -95,12 +95,18 @@ def generate_cmd(
     drift: Annotated[
         bool, typer.Option("--drift", help="Shift the latest fifth of the period strongly.")
     ] = False,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end", help="Last day of the history, YYYY-MM-DD (default today; pins the data)."
+        ),
+    ] = None,
     replace: ReplaceOpt = False,
 ) -> None:
-    """Write a seeded synthetic lead database (leads with engagement events)."""
+    """Write a seeded synthetic lead database (leads with engagement events) ending today."""
     from leadml.data.synth import generate_database
 
-    s = generate_database(db, leads, seed, drift=drift, replace=replace)
+    s = generate_database(db, leads, seed, drift=drift, replace=replace, end=end)
     console.echo(
         f"generated {s.leads:,} leads and {s.events:,} events in {s.url} "
         f"(conversion rate {s.conversion_rate:.1%}, {s.open_leads:,} open) in {s.seconds:.1f} s"

@@ -213,6 +213,12 @@ class ServeConfig(_Frozen):
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
 
+    unknown_fields: Literal["reject", "ignore"] = Field(
+        "reject",
+        description="a lead field that is neither a model column nor a stored column (status, "
+        "converted_at, data.ignore, data.leaking, the training table's): 422 naming it, or ignored",
+    )
+
 
 class BatchConfig(_Frozen):
     chunk_size: int = Field(5000, ge=1)

@@ -399,6 +399,8 @@ def run_training(
         **prep.info,
         "source": url or config.data.source,
         "fingerprint": data_fingerprint(leads, events),
+        # every column of the training table: the API accepts a stored row with all of them
+        "columns": [str(c) for c in leads.columns],
     }
     evaluation["grades"] = {
         "names": list(model.grades.names),

@@ -217,7 +217,7 @@ def scored_dbs(tmp_path_factory, lead_model, trained_bundle, small_config):
     out = {}
     for name, drift in (("healthy", False), ("drifted", True)):
         url = f"sqlite:///{tmp_path_factory.mktemp(name)}/leads.db"
-        generate_database(url, 3000, 12, drift=drift)
+        generate_database(url, 3000, 12, drift=drift, end="2026-06-30")
         leads, events = read_dataset(small_config.data, url=url)
         cutoff = pd.Timestamp(data_cutoff(leads, events))
         past = _write_past_run(url, lead_model, leads, events, cutoff - pd.Timedelta(days=45))

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from leadml.data.io import read_dataset
-from leadml.data.synth import DEFAULT_END, generate_database, generate_leads
+from leadml.data.synth import default_end, generate_database, generate_leads
 from leadml.schema import validate_events, validate_leads
 
 LEAD_COLUMNS = [
@@ -29,12 +29,13 @@ LEAD_COLUMNS = [
     "need",
     "timeline",
 ]
+END = pd.Timestamp("2026-06-30")  # pinned, so the rates below do not move with the calendar
 HIGH_INTENT = ["pricing_page_view", "demo_request", "meeting", "call"]
 
 
 @pytest.fixture(scope="module")
 def synth() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return generate_leads(6000, 5)
+    return generate_leads(6000, 5, end=END)
 
 
 def test_same_seed_same_data_other_seed_other_data():
@@ -64,7 +65,7 @@ def test_rates_look_like_a_real_funnel(synth):
     assert 0.08 <= status["converted"] <= 0.15
     assert status["disqualified"] > 0.2
     assert 10 <= len(events) / len(leads) <= 20
-    recent = leads[leads["created_at"] > DEFAULT_END - pd.Timedelta(days=60)]
+    recent = leads[leads["created_at"] > END - pd.Timedelta(days=60)]
     assert (recent["status"] == "open").mean() > 0.6
     converted = leads[leads["status"] == "converted"]
     days = (converted["converted_at"] - converted["created_at"]).dt.days
@@ -77,8 +78,8 @@ def test_rates_look_like_a_real_funnel(synth):
 
 def test_nothing_after_the_end_or_before_creation(synth):
     leads, events = synth
-    assert leads["created_at"].max() <= DEFAULT_END and leads["converted_at"].max() <= DEFAULT_END
-    assert events["occurred_at"].max() <= DEFAULT_END
+    assert leads["created_at"].max() <= END and leads["converted_at"].max() <= END
+    assert events["occurred_at"].max() <= END
     created = events["lead_id"].map(leads.set_index("lead_id")["created_at"])
     assert (events["occurred_at"] >= created).all()
 
@@ -116,8 +117,8 @@ def test_engagement_rises_with_outcome(synth):
 
 
 def test_drift_shifts_the_latest_fifth():
-    base, _ = generate_leads(8000, 9)
-    drifted, _ = generate_leads(8000, 9, drift=True)
+    base, _ = generate_leads(8000, 9, end=END)
+    drifted, _ = generate_leads(8000, 9, end=END, drift=True)
     cut = base["created_at"].min() + 0.8 * (base["created_at"].max() - base["created_at"].min())
     late_base, late_drift = base[base["created_at"] > cut], drifted[drifted["created_at"] > cut]
     assert (late_drift["source"] == "cold_outbound").mean() > 1.8 * (
@@ -131,11 +132,11 @@ def test_drift_shifts_the_latest_fifth():
 
 
 def test_generate_database_writes_both_tables(sqlite_url):
-    summary = generate_database(sqlite_url, 500, 2)
+    summary = generate_database(sqlite_url, 500, 2, end=END)
     leads, events = read_dataset(_config(sqlite_url))
     assert (summary.leads, summary.events) == (len(leads), len(events))
     assert summary.conversion_rate == pytest.approx((leads["status"] == "converted").mean())
-    expected, expected_events = generate_leads(500, 2)
+    expected, expected_events = generate_leads(500, 2, end=END)
     pd.testing.assert_frame_equal(leads, expected)
     pd.testing.assert_frame_equal(events, expected_events)
 
@@ -161,3 +162,23 @@ def _config(url: str):
     from leadml.config import DataConfig
 
     return DataConfig(source=url)
+
+
+def test_history_ends_today_by_default_and_end_pins_it(tmp_path, run_cli):
+    leads, events = generate_leads(300, 6)
+    today = default_end()
+    assert today == pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    assert today - pd.Timedelta(days=3) < leads["created_at"].max() <= today
+    assert events["occurred_at"].max() <= today
+    db = f"sqlite:///{tmp_path / 'pinned.db'}"
+    code, _, _ = run_cli(
+        "generate", "--db", db, "--leads", "300", "--seed", "6", "--end", "2025-03-01"
+    )
+    assert code == 0
+    pinned, pinned_events = read_dataset(_config(db))
+    expected, expected_events = generate_leads(300, 6, end="2025-03-01")
+    pd.testing.assert_frame_equal(pinned, expected)
+    pd.testing.assert_frame_equal(pinned_events, expected_events)
+    assert pinned["created_at"].max() <= pd.Timestamp("2025-03-01")
+    code, _, err = run_cli("generate", "--db", db, "--end", "soon", "--replace")
+    assert code == 2 and "YYYY-MM-DD" in err and "'soon'" in err

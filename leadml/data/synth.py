@@ -5,6 +5,9 @@ noise. Engagement rises with intent; converters show a ramp of high-intent event
 demo request, call, meeting) in the weeks before `converted_at`, so point-in-time engagement
 features carry signal that attributes alone do not. Source mix and channel quality drift slowly;
 `drift=True` adds a strong shift in the latest fifth of the period (for monitoring tests).
+
+The history ends today by default (UTC midnight), so leads scored "now" are scored as of their
+data's end; `end` pins it, and a given seed and end always give the same data.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadml.errors import ConfigError
 from leadml.schema import EVENTS, LEADS, TIME_DTYPE, utc_now
 
-DEFAULT_END = pd.Timestamp("2026-06-30")
 SPAN_DAYS = 730
 DAY = 86_400
 DRIFT_START = 0.8  # fraction of the period after which drift=True shifts the world
@@ -140,7 +143,7 @@ def generate_leads(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Canonical `leads` and `lead_events` for `n_leads` leads created over two years before `end`.
 
-    Deterministic for a seed; nothing is later than `end` (default 2026-06-30) or now.
+    Deterministic for a seed and `end`; nothing is later than `end` (default: today) or now.
     """
     if n_leads < 1:
         raise ValueError("n_leads must be at least 1")
@@ -157,13 +160,20 @@ def generate_leads(
 
 
 def generate_database(
-    url: str, n_leads: int, seed: int, drift: bool = False, replace: bool = False
+    url: str,
+    n_leads: int,
+    seed: int,
+    drift: bool = False,
+    replace: bool = False,
+    *,
+    end: object = None,
 ) -> GenerateSummary:
-    """Generate leads and events and write both tables to `url` in one transaction."""
+    """Generate leads and events ending at `end` (default today) and write both tables to `url`
+    in one transaction."""
     from leadml.data.io import mask_url, write_tables
 
     started = time.perf_counter()
-    leads, events = generate_leads(n_leads, seed, drift=drift)
+    leads, events = generate_leads(n_leads, seed, end=end, drift=drift)
     write_tables(url, {LEADS: leads, EVENTS: events}, replace=replace)
     return GenerateSummary(
         url=mask_url(url),
@@ -175,9 +185,17 @@ def generate_database(
     )
 
 
+def default_end() -> pd.Timestamp:
+    """Today at 00:00 UTC: the same all day, so one day's runs of one seed agree."""
+    return utc_now().normalize()
+
+
 def _end_seconds(end: object) -> int:
     """The end of the period in epoch seconds, never later than now."""
-    stamp = DEFAULT_END if end is None else pd.Timestamp(end)
+    try:
+        stamp = default_end() if end is None else pd.Timestamp(end)
+    except (ValueError, TypeError):
+        raise ConfigError(f"the history's end must be a date (YYYY-MM-DD), got {end!r}") from None
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     stamp = min(stamp, utc_now())

@@ -42,6 +42,7 @@ from leadml.serve.models import (
     event_dicts,
     lead_dict,
     request_fields,
+    stored_row,
 )
 from leadml.serve.pages import KEY_COOKIE, error_page, page_router, wants_html
 from leadml.serve.store import LeadStore
@@ -153,7 +154,10 @@ def create_app(model_ref: str | Path | None, db_url: str | None, config: Config)
     metrics = ServeMetrics()
     metrics.serving(slot.current.version)
     store = LeadStore(db_url if db_url is not None else config.data.source, config.data)
-    models = build_request_models(slot.current.spec, config.serve.max_batch)
+    stored = stored_row(
+        slot.current.spec, slot.current.metadata, config.data, config.serve.unknown_fields
+    )
+    models = build_request_models(slot.current.spec, config.serve.max_batch, stored)
     app = FastAPIOffline(
         title="leadml scorer",
         version=__version__,

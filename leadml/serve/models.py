@@ -2,18 +2,22 @@
 
 The lead model has one optional field per attribute column the model reads (categorical ->
 text, numeric -> a finite number), plus `lead_id` and, for models with time, `created_at`.
-Unknown fields are refused (extra="forbid"), so a misspelt column is an error that names it
-instead of a silently missing value.
+A lead row as stored is accepted too: its columns may carry their stored (source) names
+(data.rename, id_column, created_at), and the stored columns the model never reads (status,
+converted_at, data.ignore, data.leaking, the training table's other columns) are accepted and
+dropped. Any other field is refused (extra="forbid"), so a misspelt column is an error that
+names it instead of a silently missing value; `serve.unknown_fields: ignore` drops them instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     AllowInfNan,
     BaseModel,
     BeforeValidator,
@@ -24,6 +28,8 @@ from pydantic import (
     create_model,
 )
 
+from leadml.config import DataConfig
+from leadml.data.leads import column_mapping
 from leadml.features import FeatureSpec
 
 MAX_EVENTS = 10_000
@@ -146,9 +152,38 @@ def request_fields(spec: FeatureSpec) -> tuple[tuple[str, str], ...]:
     return time + cats + tuple((c, "numeric") for c in spec.numeric)
 
 
-def build_request_models(spec: FeatureSpec, max_batch: int) -> RequestModels:
-    """Lead, ScoreRequest and BatchRequest models for this spec (unknown fields forbidden)."""
-    lead = create_model("Lead", __config__=FORBID, **_lead_fields(spec))
+@dataclass(frozen=True)
+class StoredRow:
+    """How a lead row as stored (in the user's own column names) maps onto the request:
+    `aliases` canonical -> source name, `unused` the stored columns the model never reads."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()
+    unknown: str = "reject"
+
+
+def stored_row(spec: FeatureSpec, metadata: dict, data: DataConfig, unknown: str) -> StoredRow:
+    """The stored columns a request may carry besides the model's: the canonical non-features
+    (status, converted_at), data.ignore and data.leaking, and the training table's others."""
+    sources = [*data.rename, data.id_column, data.created_at, data.converted_at]
+    mapping = column_mapping(data, [s for s in sources if s])
+    aliases = {c: s for s, c in mapping.items() if s != c}
+    used = {"lead_id", *spec.attribute_columns} | ({"created_at"} if spec.has_time else set())
+    stored = {data.target.column, "status", "converted_at", "created_at"}
+    stored |= {*data.ignore, *data.leaking, *metadata.get("data", {}).get("columns", [])}
+    stored |= {mapping.get(c, c) for c in stored}  # named either way
+    unused = sorted(stored - used)
+    return StoredRow(aliases, tuple(unused), unknown)
+
+
+def build_request_models(
+    spec: FeatureSpec, max_batch: int, stored: StoredRow | None = None
+) -> RequestModels:
+    """Lead, ScoreRequest and BatchRequest models for this spec: the model's columns, stored
+    columns accepted and never used, any other field refused (or ignored: serve.unknown_fields)."""
+    stored = stored or StoredRow()
+    extra = ConfigDict(extra="ignore" if stored.unknown == "ignore" else "forbid")
+    lead = create_model("Lead", __config__=extra, **_lead_fields(spec, stored))
     score_request = create_model(
         "ScoreRequest", __config__=FORBID, lead=(lead, ...), events=_events(), as_of=_as_of()
     )
@@ -168,16 +203,31 @@ def _as_of() -> tuple:
     return (Timestamp | None, Field(None, description="Score as of this time (default: now)"))
 
 
-def _lead_fields(spec: FeatureSpec) -> dict[str, Any]:
-    """Field definitions; attribute columns go by alias so any column name is a valid field."""
-    fields: dict[str, Any] = {"lead_id": (LeadId, Field(examples=[1001]))}
+def _lead_fields(spec: FeatureSpec, stored: StoredRow) -> dict[str, Any]:
+    """Field definitions; columns go by alias so any column name is a valid field, and each
+    also answers to its stored (source) name. Unused stored columns are excluded from the dump."""
+    fields: dict[str, Any] = {"lead_id": (LeadId, _named("lead_id", stored, examples=[1001]))}
     if spec.has_time:
-        fields["created_at"] = (Timestamp, Field(examples=["2024-05-01T09:30:00Z"]))
+        example = ["2024-05-01T09:30:00Z"]
+        fields["created_at"] = (Timestamp, _named("created_at", stored, examples=example))
     for i, column in enumerate(spec.categories):
-        fields[f"cat_{i}"] = (Category, Field(None, alias=column))
+        fields[f"cat_{i}"] = (Category, _named(column, stored, default=None))
     for i, column in enumerate(spec.numeric):
-        fields[f"num_{i}"] = (Number, Field(None, alias=column))
+        fields[f"num_{i}"] = (Number, _named(column, stored, default=None))
+    for i, column in enumerate(stored.unused):
+        unused = f"stored column {column!r}: accepted as stored, never used by the model"
+        fields[f"unused_{i}"] = (
+            Any,
+            _named(column, stored, None, exclude=True, description=unused),
+        )
     return fields
+
+
+def _named(column: str, stored: StoredRow, default: Any = ..., **kwargs: Any) -> Any:
+    """A Field read as `column` or its stored name, dumped as `column`."""
+    source = stored.aliases.get(column)
+    names = AliasChoices(column, source) if source and source != column else column
+    return Field(default, validation_alias=names, serialization_alias=column, **kwargs)
 
 
 def lead_dict(lead: BaseModel) -> dict[str, object]:
