@@ -12,11 +12,11 @@ from leadml.monitor import (
     Drift,
     MonitorResult,
     band,
-    psi,
     realized_conversion,
     recent_snapshots,
     render_html,
     wilson_interval,
+    window_psi,
 )
 
 CFG = MonitorConfig()
@@ -28,26 +28,26 @@ CFG = MonitorConfig()
 def test_psi_near_zero_for_the_same_distribution_and_large_for_a_shift():
     rng = np.random.default_rng(0)
     ref = rng.normal(0, 1, 4000)
-    assert psi(ref, rng.normal(0, 1, 4000)) < 0.01
-    shifted = psi(ref, rng.normal(0.5, 1, 4000))
+    assert window_psi(ref, rng.normal(0, 1, 4000)) < 0.01
+    shifted = window_psi(ref, rng.normal(0.5, 1, 4000))
     assert 0.1 < shifted < 0.5
-    assert psi(ref, rng.normal(1.5, 1, 4000)) > 1.0
+    assert window_psi(ref, rng.normal(1.5, 1, 4000)) > 1.0
 
 
 def test_psi_categorical_mix_and_missing_as_own_bin():
     ref = np.repeat([0.0, 1.0, 2.0], [500, 300, 200])
     same = np.repeat([0.0, 1.0, 2.0], [250, 150, 100])
     moved = np.repeat([0.0, 1.0, 2.0], [200, 300, 500])
-    assert psi(ref, same, categorical=True) == pytest.approx(0.0, abs=1e-3)
+    assert window_psi(ref, same, categorical=True) == pytest.approx(0.0, abs=1e-3)
     # hand computation with shares (0.5, 0.3, 0.2) -> (0.2, 0.3, 0.5), smoothing aside
     expected = (0.2 - 0.5) * np.log(0.2 / 0.5) + (0.5 - 0.2) * np.log(0.5 / 0.2)
-    assert psi(ref, moved, categorical=True) == pytest.approx(expected, rel=0.01)
+    assert window_psi(ref, moved, categorical=True) == pytest.approx(expected, rel=0.01)
     half_missing = np.where(np.arange(1000) % 2 == 0, np.nan, np.linspace(0, 1, 1000))
-    assert psi(np.linspace(0, 1, 1000), half_missing) > 1.0
+    assert window_psi(np.linspace(0, 1, 1000), half_missing) > 1.0
 
 
 def test_psi_of_empty_sample_is_nan_and_band_na():
-    value = psi(np.arange(10.0), np.zeros(0))
+    value = window_psi(np.arange(10.0), np.zeros(0))
     assert np.isnan(value)
     assert band(value, CFG) == "n/a"
 
@@ -278,3 +278,16 @@ def test_drifted_database_alerts_from_the_cli(scored_dbs, trained_bundle, small_
     page = report.read_text()
     assert "b-alert" in page and "Realized conversion" in page
     assert "src=" not in page and "<script" not in page
+
+
+@pytest.mark.postgres
+def test_monitor_errors_never_show_the_database_password(pg_url_required, lead_model):
+    from leadml.errors import DataSourceError
+    from leadml.monitor import run_monitor
+
+    url = pg_url_required.replace("postgres@", "postgres:s3cret@", 1)
+    config = Config.model_validate({"data": {"source": url, "leads_table": "no_such_leads_t"}})
+    with pytest.raises(DataSourceError) as err:
+        run_monitor(config, lead_model, url=url)
+    assert "no_such_leads_t" in str(err.value) and "s3cret" not in str(err.value)
+    assert "postgres:***@" in str(err.value)
