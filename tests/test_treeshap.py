@@ -260,10 +260,14 @@ def tree_parts(model) -> list[TreeModel]:
 def test_the_session_model_routes_reasons_through_the_kernel(lead_model):
     """Whatever the training pipeline chose, each LightGBM inside it explains through the
     kernel, and the reasons path (score_matrix) gets equal contributions."""
+    import pandas as pd
+
+    from leadml.data.synth import generate_leads
+    from leadml.features import build_features
     from leadml.predict import score_matrix
 
-    X = np.zeros((6, len(lead_model.spec.names)))
-    X[1::2] = np.nan
+    leads, events = generate_leads(6, 5)
+    X = build_features(lead_model.spec, leads, events, pd.Timestamp(leads["created_at"].max()))
     for tree in tree_parts(lead_model.model):
         assert (
             np.abs(tree.contributions(X) - tree.booster.predict(X, pred_contrib=True)).max() <= TOL
@@ -281,3 +285,31 @@ def test_tables_are_never_pickled_into_a_bundle(fitted):
     after = pickle.dumps(model)
     assert after == before
     assert "_treeshap" not in pickle.loads(after).__dict__
+
+
+def test_bench_explain_small_runs_every_variant_on_the_same_rows(trained_bundle, capsys):
+    """bench/bench_explain.py at CI size on the session bundle: every figure printed, and the
+    kernel equal to pred_contrib on the bench's rows."""
+    import importlib.util
+    from pathlib import Path
+
+    from leadml.predict import load_model
+
+    path = Path(__file__).parents[1] / "bench" / "bench_explain.py"
+    spec = importlib.util.spec_from_file_location("bench_explain", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    has_tree = bool(tree_parts(load_model(trained_bundle).model))
+    model = ["--model", str(trained_bundle)] if has_tree else []  # else --small trains one
+    result = bench.main(["--small", *model, "--rows", "300", "--shap"])
+    printed = capsys.readouterr().out
+    assert result["diff"]["leadml TreeSHAP kernel"] <= TOL
+    assert result["diff"]["shap.TreeExplainer"] <= TOL
+    for name in (
+        "bare predict",
+        "bare pred_contrib",
+        "leadml TreeSHAP kernel",
+        "leadml score + reasons",
+    ):
+        assert result["rates"][name] > 0 and name in printed
+    assert "x pred_contrib" in printed and "load average" in printed
