@@ -77,3 +77,10 @@ def test_train_on_missing_database_is_a_clear_error(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "nope.db" in out.stderr
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_version_prints_the_package_version():
+    import leadml
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"leadml {leadml.__version__}"
