@@ -12,7 +12,8 @@ None / Zero / NaN, categorical bitsets (NaN and negatives go right, values trunc
 and |x| <= kZeroThreshold read as 0.0 as LightGBM's dense-row reader does. A tree whose tables
 would exceed the memory cap is explained by LightGBM's own `pred_contrib` on a slice of the
 booster, so the result stays exact whatever the model. numba is imported here only, never at
-`import leadml`.
+`import leadml`. One module of ~500 lines on purpose: the dump parser, the table builder and
+the kernel share one flat array layout, and splitting them would spread that contract.
 """
 
 from __future__ import annotations

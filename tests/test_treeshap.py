@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import tempfile
 
 import lightgbm as lgb
 import numpy as np
@@ -313,3 +314,34 @@ def test_bench_explain_small_runs_every_variant_on_the_same_rows(trained_bundle,
     ):
         assert result["rates"][name] > 0 and name in printed
     assert "x pred_contrib" in printed and "load average" in printed
+
+
+def test_numba_cache_moves_to_a_temp_folder_when_nothing_else_is_writable(monkeypatch):
+    """A read-only install with no writable home still compiles (and caches) the kernel."""
+    from numba.core import config
+
+    import leadml.treeshap as treeshap
+
+    monkeypatch.setattr(config, "CACHE_DIR", "")
+    monkeypatch.setattr(treeshap, "_writable", lambda folder: False)
+    treeshap._choose_numba_cache()
+    assert config.CACHE_DIR.startswith(tempfile.gettempdir())
+    monkeypatch.setattr(config, "CACHE_DIR", "/somewhere/explicit")
+    treeshap._choose_numba_cache()
+    assert config.CACHE_DIR == "/somewhere/explicit"  # an explicit NUMBA_CACHE_DIR wins
+    monkeypatch.setattr(config, "CACHE_DIR", "")
+    monkeypatch.setattr(treeshap, "_writable", lambda folder: folder.name == "__pycache__")
+    treeshap._choose_numba_cache()
+    assert config.CACHE_DIR == ""  # next to the package, numba's own default
+
+
+def test_serving_warm_up_builds_the_tables_before_ready(lead_model):
+    """`leadml serve` scores a blank lead before /readyz says ready: that compiles the
+    kernel and builds the tables of every LightGBM in the model."""
+    from leadml.serve.app import warmed
+
+    assert tree_parts(lead_model.model), "the session model has no LightGBM to explain"
+    for tree in tree_parts(lead_model.model):
+        tree.__dict__.pop("_treeshap", None)
+    warmed(lead_model, "test")
+    assert all("_treeshap" in tree.__dict__ for tree in tree_parts(lead_model.model))
