@@ -123,8 +123,8 @@ def alias_version(config: Config, alias: str) -> str | None:
                 .get_model_version_by_alias(config.mlflow.registered_model, alias)
                 .version
             )
-        except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code in _MISSING:
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be read is one clear error
+            if getattr(exc, "error_code", None) in _MISSING:
                 return None
             raise _registry_error(config, f"alias {alias!r}", exc) from None
     return str(version)  # MLflow 3 returns an int here, 2.x a string
@@ -167,8 +167,8 @@ def version_tags(config: Config, version: str) -> dict[str, str]:
             mv = mlflow.MlflowClient().get_model_version(
                 config.mlflow.registered_model, str(version)
             )
-        except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code in _MISSING:
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be read is one clear error
+            if getattr(exc, "error_code", None) in _MISSING:
                 return {}
             raise _registry_error(config, f"version {version}", exc) from None
     return dict(mv.tags)
