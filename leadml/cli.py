@@ -1,7 +1,7 @@
 """The one command-line entry point. Each command parses options and calls one function.
 
-Heavy libraries (lightgbm, shap, mlflow, pyspark) are imported inside commands only, so
-`leadml --help` stays fast.
+The modules behind the commands are imported inside them, and only there, because they pull in
+heavy libraries (pandas, lightgbm, shap, mlflow, pyspark): `leadml --help` stays fast.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from leadml import __version__, console
-from leadml.errors import LeadmlError
+from leadml.config import Config, config_schema, load_config, override
+from leadml.errors import LeadmlError, ScoringError
 
 app = typer.Typer(
     help="leadml: predictive lead scoring with calibrated 1-100 scores and reasons in points.",
@@ -53,9 +54,7 @@ def _main(
     """leadml: predictive lead scoring with calibrated 1-100 scores and reasons in points."""
 
 
-def _config(path: Path):
-    from leadml.config import Config, load_config
-
+def _config(path: Path) -> Config:
     if path == DEFAULT_CONFIG and not path.exists():
         return Config()
     return load_config(path)
@@ -67,8 +66,6 @@ def config_cmd(
     schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema.")] = False,
 ) -> None:
     """Validate a config file and print it (or the JSON Schema with --schema)."""
-    from leadml.config import config_schema
-
     if schema:
         console.echo(config_schema())
         return
@@ -152,8 +149,6 @@ def train_cmd(
 
     cfg = _config(config)
     if regrade:
-        from leadml.config import override
-
         cfg = override(cfg, grades__regrade=True)
     with console.progress_log() as log:
         result = run_training(
@@ -248,7 +243,6 @@ def score_cmd(
 ) -> None:
     """Score open leads into lead_scores, lead_score_history and scoring_runs (exit codes: README)."""
     from leadml.batch import ScoreOptions, run_scoring
-    from leadml.errors import ScoringError
 
     cfg = _config(config)
     if engine not in ("local", "spark"):
