@@ -180,6 +180,12 @@ class ExplainConfig(_Frozen):
     engagement_features: list[str] = Field(
         default_factory=list, description="features counted as engagement (wins over fit_features)"
     )
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description="column -> unit shown with its values on the pages (USD, EUR, employees, ...); "
+        "default: the currency for money-like names, days for *_days",
+    )
+    currency: str = Field("USD", description="the currency of money-like columns")
 
 
 class HistoryConfig(_Frozen):

@@ -92,3 +92,32 @@ def run_cli(monkeypatch, capsys):
         return info.value.code or 0, captured.out, captured.err
 
     return run
+
+
+HISTORY_RUNS = ("2026-05-20", "2026-06-05", "2026-06-29")
+
+
+@pytest.fixture(scope="session")
+def history_db(small_db_url, trained_bundle, tmp_path_factory) -> str:
+    """A copy of the small database scored by three batch runs (HISTORY_RUNS), with attribute
+    edits between them (employees doubled for every fifth lead): history, ledger, movers."""
+    import shutil
+
+    from sqlalchemy import text
+
+    from leadml.batch import ScoreOptions, run_scoring
+    from leadml.config import Config
+    from leadml.data.io import engine_for
+
+    path = tmp_path_factory.mktemp("history-db") / "leads.db"
+    shutil.copy(small_db_url.removeprefix("sqlite:///"), path)
+    url = f"sqlite:///{path}"
+    config = Config.model_validate({"data": {"source": url}})
+    for as_of in HISTORY_RUNS:
+        options = ScoreOptions(url=url, model_ref=str(trained_bundle), as_of=as_of, all_leads=True)
+        run_scoring(config, options)
+        if as_of == HISTORY_RUNS[-1]:
+            break
+        with engine_for(url).begin() as conn:
+            conn.execute(text("UPDATE leads SET employees = employees * 2 WHERE lead_id % 5 = 0"))
+    return url

@@ -510,11 +510,24 @@ def test_lead_page_shows_stored_score_reasons_and_timeline(client, scored_db):
     assert "Recent engagement" in page and "Stored score from model" in page
 
 
-def test_lead_page_scores_a_lead_without_stored_score_live(client, dataset, lead_model):
+def test_lead_page_scores_a_lead_without_stored_score_live(client, dataset, scored_db):
+    import sqlite3
+
     leads, events = dataset
-    closed = leads[leads.status != "open"].iloc[0]
-    page = client.get(f"/leads/{closed.lead_id}")
+    path = scored_db[0].removeprefix("sqlite:///")
+    lead_id = int(scored_db[1].lead_id.iloc[0])
+    with sqlite3.connect(path) as conn:  # an open lead the scorer has not stored yet
+        conn.execute("ALTER TABLE lead_scores RENAME TO lead_scores_kept")
+    try:
+        page = client.get(f"/leads/{lead_id}")
+    finally:
+        with sqlite3.connect(path) as conn:
+            conn.execute("ALTER TABLE lead_scores_kept RENAME TO lead_scores")
     assert page.status_code == 200 and "Scored live just now" in page.text
+    closed = leads[leads.status != "open"].iloc[0]
+    page = client.get(f"/leads/{closed.lead_id}").text  # closed: shown as such, never scored
+    assert "Chance to convert" not in page and "Scored live" not in page
+    assert ("Converted on" in page) or ("Disqualified" in page)
     assert client.get("/leads/999999999").status_code == 404
 
 
@@ -589,8 +602,8 @@ def test_postgres_lead_database(pg_url_required, small_config, lead_model, train
             shown = [int(x) for x in re.findall(r'<td class="num score">(\d+)</td>', page)]
             assert shown == sorted(scores.score, reverse=True)[:50]
             closed = some[some.status != "open"].iloc[0]
-            live = c.get(f"/leads/{closed.lead_id}")
-            assert live.status_code == 200 and "Scored live just now" in live.text
+            shown_closed = c.get(f"/leads/{closed.lead_id}")
+            assert shown_closed.status_code == 200 and "is no longer open" in shown_closed.text
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')

@@ -121,7 +121,12 @@ def ranked_page(
         rows = [parse_score_row(r) for r in sql.fetch_frame(conn, query, params).to_dict("records")]
     for row in rows:
         previous = row.get("previous_score")
-        row["change"] = None if previous is None else int(row["score"]) - int(previous)
+        known = previous is not None and not pd.isna(previous)
+        row["previous_score"] = int(previous) if known else None
+        row["change"] = int(row["score"]) - int(previous) if known else None
+        for key in ("fit_points", "engagement_points"):
+            value = row.get(key)
+            row[key] = None if value is None or pd.isna(value) else int(value)
     return RankedPage(rows, total, page_no, per_page, sources, has_scores=True)
 
 

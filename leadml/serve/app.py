@@ -45,6 +45,7 @@ from leadml.serve.models import (
     stored_row,
 )
 from leadml.serve.pages import KEY_COOKIE, error_page, page_router, wants_html
+from leadml.serve.routes_history import history_router
 from leadml.serve.store import LeadStore
 from leadml.tracking.registry import default_model_ref
 
@@ -168,6 +169,7 @@ def create_app(model_ref: str | Path | None, db_url: str | None, config: Config)
     api_key = os.environ.get(API_KEY_ENV) or None
     guard = _api_key_guard(api_key)
     app.include_router(_api_router(slot, metrics, store, models), dependencies=guard)
+    app.include_router(history_router(slot, store.url, config), dependencies=guard)
     app.include_router(_admin_router(slot, metrics), dependencies=guard)
     app.include_router(_ops_router(slot, metrics))
     app.include_router(

@@ -1,0 +1,120 @@
+"""History and call-list routes: `GET /v1/leads/{lead_id}/history` (scorings, trend, the exact
+change ledger, `?since=`) and `GET /v1/calllist` (top N open leads, expected conversions with
+their interval, the curve; `?format=csv` for the CRM). Included by `serve/app.py`.
+
+Earlier models for the ledger come from the served model and `models_dir/<version>` bundles.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from leadml.calllist import CallList, stored_call_list, to_csv
+from leadml.config import Config
+from leadml.ledger import ModelFor, bundle_finder, lead_history_report
+
+
+def model_finder(slot, config: Config) -> ModelFor:
+    """Models by version: the one being served, else a bundle in models_dir (cached)."""
+    finders: dict[str, ModelFor] = {}
+
+    def find(version: str):
+        current = slot.current
+        if version == current.version:
+            return current
+        if current.version not in finders:
+            finders.clear()
+            finders[current.version] = bundle_finder(config.models_dir, current)
+        return finders[current.version](version)
+
+    return find
+
+
+def split_list(value: str | None) -> tuple[str, ...]:
+    """'hot,warm' -> ('hot', 'warm'); blanks dropped."""
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def calllist_json(result: CallList) -> dict:
+    """The call list as JSON: summary, interval, the leads and the curve."""
+    leads = result.leads.astype(object).where(result.leads.notna(), None)
+    return {
+        "called": len(result.leads),
+        "available": result.available,
+        "expected_conversions": round(result.expected, 3),
+        "interval": {
+            "level": result.level,
+            "low": result.interval.low,
+            "high": result.interval.high,
+            "probability": round(result.interval.coverage, 4),
+            "method": result.interval.method,
+        },
+        "leads": [
+            {k: (str(v) if k == "scored_at" and v is not None else v) for k, v in row.items()}
+            for row in leads.to_dict("records")
+        ],
+        "curve": result.curve.round(3).to_dict("records"),
+    }
+
+
+def history_router(slot, url: str | None, config: Config) -> APIRouter:
+    """The JSON routes, reading the served model from `slot` at each request."""
+    router = APIRouter(prefix="/v1", tags=["history"])
+    find = model_finder(slot, config)
+
+    @router.get("/leads/{lead_id}/history")
+    def history(
+        lead_id: str,
+        since: Annotated[str | None, Query(max_length=40)] = None,
+        ledger: bool = True,
+    ) -> Response:
+        """A lead's scorings (scores, grades, models, times), trend and change ledger in points."""
+        report = lead_history_report(
+            _url(url), config, lead_id, find, since=_since(since), with_ledger=ledger
+        )
+        if report is None:
+            raise HTTPException(404, f"no score history for lead {lead_id!r} (run `leadml score`)")
+        return JSONResponse(report)
+
+    @router.get("/calllist", response_model=None)
+    def calllist(
+        capacity: Annotated[int, Query(ge=1, le=100_000)] = 200,
+        grade: Annotated[str | None, Query(max_length=200)] = None,
+        source: Annotated[str | None, Query(max_length=500)] = None,
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
+    ) -> Response:
+        """The top `capacity` open leads with expected conversions and their interval."""
+        result = stored_call_list(
+            _url(url), config, capacity, grades=split_list(grade), sources=split_list(source)
+        )
+        if format == "csv":
+            headers = {"Content-Disposition": 'attachment; filename="calllist.csv"'}
+            return PlainTextResponse(to_csv(result), media_type="text/csv", headers=headers)
+        return JSONResponse(calllist_json(result))
+
+    return router
+
+
+def _url(url: str | None) -> str:
+    from leadml.data.io import is_file_source
+    from leadml.errors import DataSourceError
+
+    if not url or is_file_source(url):
+        raise DataSourceError("no lead database configured: start the server with --db URL")
+    return url
+
+
+def _since(value: str | None) -> object:
+    import pandas as pd
+
+    from leadml.errors import SchemaError
+
+    if not value:
+        return None
+    try:
+        return pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise SchemaError("history", "since", "not a date or timestamp", [value]) from None
