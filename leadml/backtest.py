@@ -25,7 +25,7 @@ from leadml.split import TEST, TRAIN, VALID, rolling_origins
 from leadml.workflow import Prepared, evaluate_model, fit_model, prepare
 
 Log = Callable[[str], None]
-MODELS = ("leadml", "logistic_regression", "naive_bayes")
+MODELS = ("leadml", "logistic_regression", "lightgbm", "naive_bayes")
 METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_decile")
 
 
@@ -81,7 +81,7 @@ def backtest(
     n = folds or config.split.folds
     if n < 2:
         raise TrainingError(f"--folds must be at least 2, got {n}")
-    ordered = "created_at" in leads.columns or config.data.ordered
+    ordered = "created_at" in leads.columns or config.data.ordered or bool(config.data.order_by)
     kfold = stratified or config.split.method == "stratified" or not ordered
     started = time.perf_counter()
     result = Backtest("stratified_kfold" if kfold else "rolling_origin")
@@ -188,7 +188,7 @@ def _run_fold(k: int, cfg: Config, prep: Prepared, log: Log) -> dict:
         "rows": {name: int((prep.split == name).sum()) for name in (TRAIN, VALID, TEST)},
         "chosen": info["chosen"],
         "calibration": info.get("calibration", {}).get("method"),
-        "refit": bool(info.get("refit")),
+        "refit": False,  # every fold's model is fitted on all its pre-test rows
         "base_rate": {
             key: ev["base_rate"][key] for key in ("train", "valid", "test", "shift_warning")
         },
@@ -197,9 +197,9 @@ def _run_fold(k: int, cfg: Config, prep: Prepared, log: Log) -> dict:
     }
     m = fold["models"]
     log(
-        f"fold {k}: leadml ({info['chosen']}) ROC AUC {m['leadml']['roc_auc']:.4f}, logistic regression "
-        f"{m['logistic_regression']['roc_auc']:.4f}, naive Bayes {m['naive_bayes']['roc_auc']:.4f} "
-        f"on {fold['rows'][TEST]:,} test rows (conversion {fold['base_rate']['test']:.1%})"
+        f"fold {k}: leadml ({info['chosen']}) ROC AUC {m['leadml']['roc_auc']:.4f}, "
+        + ", ".join(f"{n.replace('_', ' ')} {m[n]['roc_auc']:.4f}" for n in MODELS[1:])
+        + f" on {fold['rows'][TEST]:,} test rows (conversion {fold['base_rate']['test']:.1%})"
     )
     return fold
 
@@ -213,17 +213,13 @@ def summarize(folds: list[dict]) -> dict:
             values = np.array([f["models"][model][metric] for f in folds], dtype=np.float64)
             values = values[np.isfinite(values)]
             out[model][metric] = _spread(values)
-    auc = [
-        (
-            f["models"]["leadml"]["roc_auc"],
-            f["models"]["logistic_regression"]["roc_auc"],
-            f["models"]["naive_bayes"]["roc_auc"],
-        )
-        for f in folds
-    ]
     out["leadml_wins"] = {
-        "vs_logistic_regression": sum(a >= b for a, b, _ in auc),
-        "vs_naive_bayes": sum(a >= c for a, _, c in auc),
+        **{
+            f"vs_{peer}": sum(
+                f["models"]["leadml"]["roc_auc"] >= f["models"][peer]["roc_auc"] for f in folds
+            )
+            for peer in MODELS[1:]
+        },
         "folds": len(folds),
     }
     return out

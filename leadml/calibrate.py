@@ -11,6 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from leadml.config import GradeConfig
 
 EPS = 1e-4
+ISOTONIC_MIN_ROWS = 5000
+ISOTONIC_MIN_POSITIVES = 250
+TILT = 1e-6
 
 
 @dataclass
@@ -33,12 +36,21 @@ class Calibrator:
 def fit_calibrator(
     margin: np.ndarray, y: np.ndarray, method: str = "auto"
 ) -> tuple[Calibrator, dict]:
-    """Isotonic or Platt on the calibration slice; 'auto' picks by out-of-sample log loss.
+    """Isotonic or Platt on out-of-time margins; 'auto' picks by out-of-sample log loss.
 
-    For 'auto' both are fitted on the first half of the (time-ordered) slice and compared on
-    the second half, then the winner is refitted on the whole slice.
+    For 'auto' both are fitted on the first half of the (time-ordered) rows and compared on
+    the second half, then the winner is refitted on all of them. With fewer than
+    ISOTONIC_MIN_ROWS rows or ISOTONIC_MIN_POSITIVES of the rarer class, 'auto' is Platt:
+    isotonic's steps overfit small samples, and half of a small sample judges nothing.
     """
     info: dict = {}
+    rare = int(min(y.sum(), len(y) - y.sum()))
+    if method == "auto" and (len(y) < ISOTONIC_MIN_ROWS or rare < ISOTONIC_MIN_POSITIVES):
+        info["why"] = (
+            f"Platt: {len(y):,} out-of-time rows, {rare:,} of the rarer class "
+            f"(isotonic needs {ISOTONIC_MIN_ROWS:,} and {ISOTONIC_MIN_POSITIVES:,})"
+        )
+        method = "platt"
     if method == "auto":
         half = len(y) // 2
         losses = {}
@@ -58,7 +70,10 @@ def _fit(margin: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
     if method == "isotonic":
         iso = IsotonicRegression(out_of_bounds="clip", y_min=EPS, y_max=1 - EPS)
         iso.fit(margin, y)
-        return Calibrator("isotonic", iso.X_thresholds_.copy(), iso.y_thresholds_.copy())
+        # a tilt of at most 1e-6 makes the steps strictly increasing: ties would cost ROC AUC
+        tilt = np.linspace(0.0, 1.0, len(iso.y_thresholds_))
+        knots = (1 - TILT) * iso.y_thresholds_ + TILT * tilt
+        return Calibrator("isotonic", iso.X_thresholds_.copy(), knots)
     lr = LogisticRegression(C=1e6, max_iter=1000)
     lr.fit(margin.reshape(-1, 1), y)
     return Calibrator(

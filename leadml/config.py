@@ -16,6 +16,9 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FORM_DEFAULTS = ("", "select", "select one", "-", "--", "?", "n/a", "na", "null")
+
+
 class TargetConfig(_Frozen):
     """Which column says a lead converted, and which value means yes."""
 
@@ -49,6 +52,21 @@ class DataConfig(_Frozen):
     )
     ordered: bool = Field(
         False, description="Rows are in time order (for sources without created_at)."
+    )
+    missing_values: list[str] = Field(
+        default_factory=lambda: list(FORM_DEFAULTS),
+        description="text values that mean 'not answered' (form defaults), read as missing; "
+        "matched ignoring case and surrounding spaces; [] keeps every value as it is",
+    )
+    order_by: str | None = Field(
+        None,
+        description="a column (date or number) that puts a single-table export in time order: "
+        "rows are sorted by it, the split keeps that order, and it is not a feature",
+    )
+    bad_rows: Literal["error", "drop"] = Field(
+        "error",
+        description="lead rows that break the schema's rules (converted before created, "
+        "duplicate ids, ...): the run stops (error), or they are dropped with a count (drop)",
     )
     non_finite: Literal["invalid", "missing"] = Field(
         "invalid",
@@ -102,10 +120,20 @@ class LightGBMConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    candidates: list[Literal["lightgbm", "logistic", "naive_bayes", "blend"]] = Field(
-        default_factory=lambda: ["lightgbm", "logistic", "naive_bayes", "blend"],
-        description="chosen by validation ROC AUC, the simplest within 0.002 of the best; blend: "
-        "log-odds average of lightgbm and logistic, weight chosen on validation",
+    candidates: list[Literal["lightgbm", "logistic", "naive_bayes"]] = Field(
+        default_factory=lambda: ["lightgbm", "logistic", "naive_bayes"],
+        min_length=1,
+        description="members of the forward-validated ensemble: log-odds combined with "
+        "non-negative weights fitted on out-of-time predictions; zero-weight ones are dropped",
+    )
+    origins: int = Field(
+        3, ge=1, le=10, description="expanding forward origins inside the pre-test period"
+    )
+    origin_share: float = Field(
+        0.15,
+        gt=0,
+        lt=0.3,
+        description="share of the pre-test timeline each origin's block covers (the latest ones)",
     )
     lightgbm: LightGBMConfig = LightGBMConfig()
     logistic_c: float = Field(0.1, gt=0)

@@ -121,6 +121,9 @@ def print_training_summary(result: Any) -> None:
         f"conversion rate train {br['train']:.3f}, test {br['test']:.3f}"
         + (shifted if br["shift_warning"] else "")
     )
+    check = ev.get("peer_check") or {}
+    if check.get("message"):
+        console.print(f"[bold red]{check['message']}[/]" if check["lost_to"] else check["message"])
     console.print(f"bundle: {result.bundle_dir}  (report.html, model_card.md, metrics.json)")
     if result.mlflow:
         m = result.mlflow
@@ -149,17 +152,21 @@ def print_backtest(result: Any) -> None:
     out.print(table)
     out.print(_folds_table(result.folds, models))
     wins = result.summary["leadml_wins"]
+    peers = ", ".join(
+        f">= {k[3:].replace('_', ' ')} in {v}" for k, v in wins.items() if k.startswith("vs_")
+    )
     out.print(
-        f"leadml ROC AUC >= logistic regression in {wins['vs_logistic_regression']} of "
-        f"{wins['folds']} folds, >= naive Bayes in {wins['vs_naive_bayes']}; "
+        f"leadml ROC AUC {peers} of {wins['folds']} folds; "
         f"* test conversion rate outside training's 95% interval. {result.seconds:.0f}s"
     )
 
 
 def _folds_table(folds: list[dict], models: list[str]) -> Table:
     table = Table(title="ROC AUC per fold (fit rows: training + validation)")
-    for col in ("fold", "fit rows", "test rows", "test rate", "leadml model", "leadml", "LR", "NB"):
+    for col in ("fold", "fit rows", "test rows", "test rate", "leadml model"):
         table.add_column(col, justify="right", no_wrap=True)
+    for model in models:
+        table.add_column(model.replace("_", " "), justify="right", no_wrap=True)
     for f in folds:
         m, rate = f["models"], f["base_rate"]
         table.add_row(

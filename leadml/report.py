@@ -21,6 +21,7 @@ import pandas as pd
 from leadml.bundle import LeadModel, jsonable, library_versions
 from leadml.calibrate import to_score
 from leadml.config import Config
+from leadml.hygiene import hygiene_lines
 from leadml.split import TEST, TRAIN, VALID
 
 SHAP_SAMPLE = 2000
@@ -34,10 +35,16 @@ METRICS = [  # key, label, higher is better
 ]
 MODELS = [
     ("leadml", "leadml"),
-    ("logistic_regression", "Logistic regression"),
+    ("logistic_regression", "Logistic regression (one-hot, C=1)"),
+    ("lightgbm", "LightGBM (early stopping)"),
     ("naive_bayes", "Naive Bayes (Odoo-style)"),
 ]
-COLORS = {"leadml": "#1f6feb", "logistic_regression": "#d97706", "naive_bayes": "#6b7280"}
+COLORS = {
+    "leadml": "#1f6feb",
+    "logistic_regression": "#d97706",
+    "lightgbm": "#16a34a",
+    "naive_bayes": "#6b7280",
+}
 
 
 class PreparedData(Protocol):
@@ -104,10 +111,13 @@ def report_context(model: LeadModel, prep: PreparedData, evaluation: dict, confi
         "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "libraries": library_versions(),
         "chosen_because": evaluation.get("chosen_because", ""),
+        "ensemble": evaluation.get("chosen", ""),
         "candidates": [
-            {**c, "chosen": c["name"] == evaluation.get("chosen")}
-            for c in evaluation.get("candidates", [])
+            {**c, "chosen": c.get("weight", 0) > 0} for c in evaluation.get("candidates", [])
         ],
+        "models": MODELS,
+        "peer_check": evaluation.get("peer_check", {}),
+        "hygiene": hygiene_lines(evaluation.get("data", {}).get("hygiene") or {}),
         "data": _data_summary(evaluation),
         "splits": split_summary(prep),
         "split_method": prep.method,
@@ -249,7 +259,7 @@ def figures(
     y, p = np.asarray(arrays["y_test"]), np.asarray(arrays["p_test"])
     out = {
         "roc": roc_figure(
-            y, {"leadml": p, "logistic_regression": arrays["p_lr"], "naive_bayes": arrays["p_nb"]}
+            y, {"leadml": p, **{m: arrays[f"p_{m}"] for m, _ in MODELS[1:] if f"p_{m}" in arrays}}
         ),
         "reliability": reliability_figure(evaluation.get("reliability", [])),
         "gains": gains_figure(evaluation.get("gains", [])),
@@ -288,6 +298,8 @@ def roc_figure(y: np.ndarray, probabilities: dict[str, np.ndarray]) -> str:
     fig = _figure(5.5, 4.5)
     ax = fig.add_subplot()
     for name, label in MODELS:
+        if name not in probabilities:
+            continue
         p = np.asarray(probabilities[name])
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(
@@ -485,7 +497,7 @@ def _card_details(c: dict) -> list[str]:
         "## Model details",
         "",
         f"- Version: `{c['version']}`",
-        f"- Kind: {c['kind']} ({c['chosen_because']})",
+        f"- Kind: {c['kind']} {c['ensemble']} ({c['chosen_because']})",
         f"- Trained: {c['created']}",
         f"- Software: leadml {libs.get('leadml')}, LightGBM {libs.get('lightgbm')}, scikit-learn "
         f"{libs.get('scikit-learn')}, numpy {libs.get('numpy')}, pandas {libs.get('pandas')}, Python {libs.get('python')}",
@@ -533,6 +545,10 @@ def _card_data(c: dict) -> list[str]:
         f"| `{f['name']}` | {f['label']} | {f['unit'] or '-'} | {f['kind']} |"
         for f in c["features"]
     ]
+    if c["hygiene"]:
+        lines += ["", "Data hygiene:", ""] + [
+            f"- {line.removeprefix('data: ')}" for line in c["hygiene"]
+        ]
     dropped = c["screening"]["dropped"]
     if dropped:
         lines += ["", f"Dropped by screening: {', '.join(f'`{n}`' for n in dropped)}."]
@@ -546,8 +562,8 @@ def _card_metrics(c: dict) -> list[str]:
         "",
         f"Test ROC AUC {format_number(test['roc_auc'])} on {test['n']:,} snapshots ({test['positives']:,} conversions).",
         "",
-        "| metric | leadml | logistic regression | naive Bayes |",
-        "|---|---|---|---|",
+        "| metric | " + " | ".join(label for _, label in MODELS) + " |",
+        "|---" * len(MODELS) + "|---|",
     ]
     for row in c["metrics"]:
         lines.append(
@@ -555,12 +571,15 @@ def _card_metrics(c: dict) -> list[str]:
             + " | ".join(format_number(row["values"][m], row["digits"]) for m, _ in MODELS)
             + " |"
         )
+    if c["peer_check"].get("message"):
+        lines += ["", f"Against the peers: {c['peer_check']['message']}."]
     cal = c["calibration"]
     lines += [
         "",
         "## Calibration",
         "",
-        f"- Method: {cal.get('method', 'n/a')} on the validation slice (never used for fitting the model)"
+        f"- Method: {cal.get('method', 'n/a')} on {cal.get('rows', 0):,} out-of-time predictions of "
+        "the shipped ensemble (forward origins; the final members never saw the test slice)"
         + (
             "; held-out log loss by method: "
             + ", ".join(f"{k} {format_number(v)}" for k, v in cal["candidates_log_loss"].items())

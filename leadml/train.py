@@ -153,13 +153,20 @@ def refit_lightgbm(
     cfg: ModelConfig,
 ) -> TreeModel:
     """The same booster settings on more rows, with the early-stopped tree count scaled to them."""
+    best = model.booster.best_iteration or model.booster.current_iteration()
+    rounds = max(1, round(best * len(y) / max(fitted_rows, 1)))
+    return fit_lightgbm_rounds(X, y, spec, cfg, rounds)
+
+
+def fit_lightgbm_rounds(
+    X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConfig, rounds: int
+) -> TreeModel:
+    """LightGBM with a fixed number of rounds (found by early stopping elsewhere)."""
     import lightgbm as lgb
 
     _check_labels(y, "training")
-    best = model.booster.best_iteration or model.booster.current_iteration()
-    rounds = max(1, round(best * len(y) / max(fitted_rows, 1)))
     data = lgb.Dataset(X, y, feature_name=spec.names, categorical_feature=spec.categorical_indices)
-    booster = lgb.train(_lgb_params(spec, cfg), data, num_boost_round=rounds)
+    booster = lgb.train(_lgb_params(spec, cfg), data, num_boost_round=max(1, int(rounds)))
     booster.free_dataset()
     return TreeModel(booster=booster, threads=cfg.threads)
 

@@ -16,8 +16,16 @@ import pandas as pd
 from leadml.bundle import LeadModel, point_latest, save_bundle
 from leadml.calibrate import GradeThresholds, fit_calibrator, grade_thresholds, to_score
 from leadml.config import Config
+from leadml.ensemble import (
+    EnsembleModel,
+    ForwardFit,
+    calibration_margin,
+    fit_ensemble,
+    forward_validate,
+)
 from leadml.errors import TrainingError
 from leadml.evaluate import (
+    fit_lightgbm_baseline,
     fit_logistic_baseline,
     fit_naive_bayes_baseline,
     gains_by_decile,
@@ -33,10 +41,21 @@ from leadml.features import (
     make_snapshots,
     table_snapshots,
 )
+from leadml.hygiene import hygiene_lines
+from leadml.predict import score_matrix
 from leadml.report import metrics_json as metrics_json  # re-exported; lives in report.py
 from leadml.screen import Screening, post_outcome_columns, screen_features
-from leadml.split import TEST, TRAIN, VALID, choose_method, split_snapshots
-from leadml.train import choose, fit_candidates, refit
+from leadml.split import (
+    TEST,
+    TRAIN,
+    VALID,
+    Origin,
+    choose_method,
+    forward_origins,
+    shuffled_origins,
+    split_snapshots,
+    time_rank,
+)
 
 Log = Callable[[str], None]
 
@@ -59,6 +78,11 @@ class Prepared:
         mask = self.split == name
         return self.X[mask], self.y[mask]
 
+    @property
+    def pretest(self) -> np.ndarray:
+        """Rows before the test period whose label is known before it: what the model is fitted on."""
+        return (self.split == TRAIN) | (self.split == VALID)
+
 
 def prepare(
     config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, log: Log = print
@@ -77,7 +101,8 @@ def prepare(
             "no training snapshots: no lead has a fully observed label window "
             f"({config.snapshots.horizon_days} days) before the end of the data"
         )
-    method = choose_method(config.split, has_time, config.data.ordered)
+    ordered = config.data.ordered or config.data.order_by is not None
+    method = choose_method(config.split, has_time, ordered)
     split = split_snapshots(
         snaps,
         leads,
@@ -86,8 +111,9 @@ def prepare(
         horizon_days=config.snapshots.horizon_days,
         seed=config.model.seed,
     )
-    train_rows = snaps["row"].to_numpy()[split == TRAIN]
-    spec = fit_feature_spec(leads.iloc[np.unique(train_rows)], events, config)
+    # categories and event types of all pre-test rows: the final model is fitted on all of them
+    pretest_rows = snaps["row"].to_numpy()[(split == TRAIN) | (split == VALID)]
+    spec = fit_feature_spec(leads.iloc[np.unique(pretest_rows)], events, config)
     t0 = time.perf_counter()
     as_of = snaps["as_of"].to_numpy() if has_time else None
     X = build_features(spec, leads.iloc[snaps["row"].to_numpy()], events, as_of)
@@ -138,7 +164,7 @@ def fit_model(
     *,
     previous_grades: GradeThresholds | None = None,
 ) -> tuple[LeadModel, dict]:
-    """Screen, fit the candidates, choose on the validation slice, calibrate, set grades."""
+    """Screen, fit the forward-validated ensemble on all pre-test rows, calibrate, set grades."""
     X_tr, y_tr = prep.part(TRAIN)
     X_va, y_va = prep.part(VALID)
     screening = screen_features(
@@ -150,29 +176,19 @@ def fit_model(
     ]
     _report_screening(screening, config, log)
     drop_features(prep, screening.dropped)
-    X_tr, _ = prep.part(TRAIN)
-    X_va, _ = prep.part(VALID)
     t0 = time.perf_counter()
-    candidates = fit_candidates(X_tr, y_tr, X_va, y_va, prep.spec, config.model)
-    best, why = choose(candidates)
-    log(
-        "candidates: "
-        + ", ".join(f"{c.name} valid AUC {c.valid_auc:.4f}" for c in candidates)
-        + f" -> {best.name}"
+    pre = prep.pretest
+    X_pre, y_pre = prep.X[pre], prep.y[pre]
+    fwd = forward_validate(X_pre, y_pre, pretest_origins(prep, config), prep.spec, config.model)
+    final = fit_ensemble(X_pre, y_pre, prep.spec, config.model, fwd)
+    _report_forward(fwd, log)
+    # calibrated on the out-of-time margins of the model that ships (same members and weights,
+    # cross-fitted forward), so no refit can leave it behind
+    oot_margin = calibration_margin(fwd, final, X_pre)
+    calibrator, cal_info = fit_calibrator(
+        oot_margin, y_pre[fwd.oot_rows], config.calibration.method
     )
-    final, refit_info = _refit(best, prep, config, bool(screening.drifted), log)
-    # calibrated on the validation slice as scored by the model that never saw it (before any refit)
-    margin_va = best.model.margin(X_va)
-    calibrator, cal_info = fit_calibrator(margin_va, y_va, config.calibration.method)
-    if refit_info and config.calibration.method == "auto" and calibrator.method == "isotonic":
-        calibrator, _ = fit_calibrator(margin_va, y_va, "platt")
-        cal_info = {
-            **cal_info,
-            "method": "platt",
-            "why": "refit: the new margins can leave isotonic's "
-            "knots, where its steps clip and tie; Platt keeps their order",
-        }
-    train_scores = to_score(calibrator.predict(final.margin(X_tr)))
+    train_scores = to_score(calibrator.predict(final.margin(X_pre)))
     grades = grade_thresholds(config.grades, train_scores, previous=previous_grades)
     model = LeadModel(
         prep.spec,
@@ -182,43 +198,90 @@ def fit_model(
         version,
         config.explain.top_positive,
         config.explain.top_negative,
-        metadata={"refit": refit_info},
+        metadata={"ensemble": final.description},
         facet_patterns=(
             tuple(config.explain.fit_features),
             tuple(config.explain.engagement_features),
         ),
     )
     info = {
-        "chosen": best.name,
-        "chosen_because": why,
+        "chosen": final.description,
+        "chosen_because": _why(fwd),
         "fit_seconds": time.perf_counter() - t0,
-        "refit": refit_info,
-        "candidates": [
-            {
-                "name": c.name,
-                "valid_auc": c.valid_auc,
-                "valid_log_loss": c.valid_log_loss,
-                "size": c.model.size,
-            }
-            for c in candidates
-        ],
-        "calibration": cal_info,
+        "fit_rows": int(pre.sum()),
+        "forward": _finite_tree(fwd.summary),
+        "candidates": _candidate_rows(fwd, final),
+        "calibration": {
+            **cal_info,
+            "rows": int(len(fwd.oot_rows)),
+            "forward": metrics(y_pre[fwd.oot_rows], calibrator.predict(oot_margin)),
+        },
         "screening": screening.__dict__,
     }
     return model, info
 
 
-def _refit(
-    best, prep: Prepared, config: Config, drifted: bool, log: Log
-) -> tuple[object, dict | None]:
-    """The chosen candidate refitted on training + validation rows (model.refit), else as is."""
-    if config.model.refit == "never" or (config.model.refit == "auto" and not drifted):
-        return best.model, None
-    rows = (prep.split == TRAIN) | (prep.split == VALID)
-    t0 = time.perf_counter()
-    model = refit(best, prep.X[rows], prep.y[rows], prep.spec, config.model)
-    log(f"refit: {best.name} on {int(rows.sum()):,} training + validation rows")
-    return model, {"rows": int(rows.sum()), "seconds": time.perf_counter() - t0}
+def pretest_origins(prep: Prepared, config: Config) -> list[Origin]:
+    """Forward origins over the pre-test rows (indices into them); K folds for unordered data."""
+    pre = prep.pretest
+    m = config.model
+    if prep.method == "stratified":
+        return shuffled_origins(prep.y[pre], max(m.origins, 2), m.seed)
+    rank, as_of = time_rank(prep.snapshots, prep.leads, prep.method)
+    horizon = config.snapshots.horizon_days if prep.method == "time" else 0.0
+    return forward_origins(rank[pre], as_of[pre], m.origins, m.origin_share, horizon)
+
+
+def _report_forward(fwd: ForwardFit, log: Log) -> None:
+    auc = fwd.summary["roc_auc"]
+    log(
+        f"forward origins: {len(fwd.summary['origins'])}; ROC AUC mean ± sd "
+        + ", ".join(f"{n} {v['mean']:.4f} ± {v['std']:.4f}" for n, v in auc.items())
+    )
+    dropped = [n for n in fwd.names if fwd.weights[n] == 0]
+    log(
+        "ensemble: "
+        + ", ".join(f"{n} x {fwd.weights[n]:.3f}" for n in fwd.kept)
+        + (f" ({', '.join(dropped)} dropped: no weight)" if dropped else "")
+        + (f"; LightGBM {fwd.rounds} rounds" if fwd.rounds and "lightgbm" in fwd.kept else "")
+    )
+
+
+def _why(fwd: ForwardFit) -> str:
+    n = len(fwd.summary["origins"])
+    return (
+        f"log-odds weights fitted on the out-of-time predictions of {n} forward origin"
+        f"{'s' if n != 1 else ''} ({len(fwd.oot_rows):,} rows); members refitted on all pre-test rows"
+    )
+
+
+def _candidate_rows(fwd: ForwardFit, final: EnsembleModel) -> list[dict]:
+    """Per candidate: forward ROC AUC mean and sd across origins, its weight and size."""
+    sizes = dict(zip(final.names, (p.size for p in final.parts), strict=True))
+    auc = fwd.summary["roc_auc"]
+    return [
+        {
+            "name": n,
+            "forward_auc": auc[n]["mean"],
+            "forward_auc_sd": auc[n]["std"],
+            "weight": fwd.weights.get(n, 0.0),
+            "size": sizes.get(n, {}),
+        }
+        for n in [*fwd.names, *(["ensemble"] if "ensemble" in auc else [])]
+    ]
+
+
+def _finite_tree(value: object) -> object:
+    """NaN to None, numpy to Python, for metrics.json."""
+    if isinstance(value, dict):
+        return {k: _finite_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_tree(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _age_groups(prep: Prepared) -> dict:
@@ -259,7 +322,7 @@ def _report_screening(s: Screening, config: Config, log: Log) -> None:
 
 
 def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
-    """Test-slice metrics for leadml and the baselines trained on the same split."""
+    """Test-slice metrics for leadml (scored through predict) and the peers on the same rows."""
     X_tr, y_tr = prep.part(TRAIN)
     X_va, y_va = prep.part(VALID)
     X_te, y_te = prep.part(TEST)
@@ -267,26 +330,19 @@ def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
         raise TrainingError(
             f"the test slice has {len(y_te)} rows and {int(y_te.sum())} conversions: need both classes"
         )
-    p_te = model.calibrator.predict(model.model.margin(X_te))
-    refitted = bool(model.metadata.get("refit"))
-    fit_rows = (prep.split == TRAIN) | (
-        (prep.split == VALID) & refitted
-    )  # the rows leadml was fitted on
-    lr = fit_logistic_baseline(prep.X[fit_rows], prep.y[fit_rows], prep.spec, config.model.seed)
-    nb = fit_naive_bayes_baseline(prep.X[fit_rows], prep.y[fit_rows], prep.spec)
-    scores = to_score(p_te)
-    grades = model.grades.grade(scores)
+    scored = score_matrix(model, X_te, reasons=False)
+    p_te, grades = scored["probability"], scored["grade"]
+    peers = {name: peer.predict_proba(X_te) for name, peer in fit_peers(prep, config).items()}
     rates = {"train": float(y_tr.mean()), "valid": float(y_va.mean()), "test": float(y_te.mean())}
     seg = _segment_column(prep)
+    test = metrics(y_te, p_te)
+    baselines = {name: metrics(y_te, p) for name, p in peers.items()}
     return {
         "model_version": model.version,
         "model_kind": model.kind,
-        "test": metrics(y_te, p_te),
-        "valid": metrics(y_va, model.calibrator.predict(model.model.margin(X_va))),
-        "baselines": {
-            "logistic_regression": metrics(y_te, lr.predict_proba(X_te)),
-            "naive_bayes": metrics(y_te, nb.predict_proba(X_te)),
-        },
+        "test": test,
+        "baselines": baselines,
+        "peer_check": peer_check(test, baselines),
         "reliability": reliability_table(y_te, p_te),
         "gains": gains_by_decile(y_te, p_te),
         "by_grade": {
@@ -303,13 +359,46 @@ def evaluate_model(model: LeadModel, prep: Prepared, config: Config) -> dict:
             **{k: int((prep.split == k).sum()) for k in (TRAIN, VALID, TEST)},
             "purged": int((prep.split == "").sum()),
         },
-        "_arrays": {
-            "y_test": y_te,
-            "p_test": p_te,
-            "p_lr": lr.predict_proba(X_te),
-            "p_nb": nb.predict_proba(X_te),
-        },
+        "_arrays": {"y_test": y_te, "p_test": p_te, **{f"p_{k}": v for k, v in peers.items()}},
     }
+
+
+PEERS = ("logistic_regression", "lightgbm", "naive_bayes")
+
+
+def fit_peers(prep: Prepared, config: Config) -> dict[str, object]:
+    """The honest peers, each fitted on all pre-test rows (LightGBM stops early on the last origin)."""
+    pre = prep.pretest
+    X, y, seed = prep.X[pre], prep.y[pre], config.model.seed
+    last = pretest_origins(prep, config)[-1]
+    stop = (last.fit, last.block)
+    return {
+        "logistic_regression": fit_logistic_baseline(X, y, prep.spec, seed),
+        "lightgbm": fit_lightgbm_baseline(X, y, stop, prep.spec, seed, config.model.threads),
+        "naive_bayes": fit_naive_bayes_baseline(X, y, prep.spec),
+    }
+
+
+def peer_check(test: dict, baselines: dict, tolerance: float = 0.0) -> dict:
+    """Which peers beat leadml's test ROC AUC, said plainly (run output, report, card)."""
+    lost = {
+        name: m["roc_auc"]
+        for name, m in baselines.items()
+        if np.isfinite(m["roc_auc"]) and m["roc_auc"] > test["roc_auc"] + tolerance
+    }
+    best = max(baselines, key=lambda n: baselines[n]["roc_auc"]) if baselines else None
+    if lost:
+        names = ", ".join(f"{n.replace('_', ' ')} ({auc:.4f})" for n, auc in lost.items())
+        message = (
+            f"leadml LOSES to {names} on the test slice (leadml ROC AUC {test['roc_auc']:.4f}): "
+            "a simpler model fitted on the same rows ranks these leads better"
+        )
+    else:
+        message = (
+            f"leadml's test ROC AUC {test['roc_auc']:.4f} is at least every peer's "
+            f"(best: {best.replace('_', ' ') if best else 'none'})"
+        )
+    return {"lost_to": sorted(lost), "best_peer": best, "message": message}
 
 
 def _segment_column(prep: Prepared) -> np.ndarray | None:
@@ -386,6 +475,9 @@ def run_training(
     t0 = time.perf_counter()
     leads, events = read_dataset(config.data, url=url)
     log(f"data: {len(leads):,} leads, {0 if events is None else len(events):,} events")
+    hygiene = dict(leads.attrs.get("hygiene") or {})
+    for line in hygiene_lines(hygiene):
+        log(line)
     prep = prepare(config, leads, events, log)
     models_dir = Path(output or config.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -399,6 +491,7 @@ def run_training(
         **prep.info,
         "source": url or config.data.source,
         "fingerprint": data_fingerprint(leads, events),
+        "hygiene": hygiene,
         # every column of the training table: the API accepts a stored row with all of them
         "columns": [str(c) for c in leads.columns],
     }

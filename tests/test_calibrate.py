@@ -49,3 +49,26 @@ def test_grades_fixed_and_quantile_stable():
     assert first.hot_min > first.warm_min
     again = grade_thresholds(q, np.arange(1, 101) // 2 + 1, previous=first)
     assert again == first  # retrains keep thresholds unless asked
+
+
+def test_auto_is_platt_on_small_data_and_says_why():
+    margin, y, _ = synthetic_margins(n=1500)
+    cal, info = fit_calibrator(margin, y, "auto")
+    assert cal.method == "platt" and "1,500 out-of-time rows" in info["why"]
+    big, yb, _ = synthetic_margins(n=20_000)
+    _, info = fit_calibrator(big, yb, "auto")
+    assert "why" not in info and set(info["candidates_log_loss"]) == {"isotonic", "platt"}
+
+
+def test_isotonic_keeps_the_ranking_it_was_given():
+    """Flat isotonic steps would tie leads the model told apart and cost ROC AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    margin, y, _ = synthetic_margins()
+    cal, _ = fit_calibrator(margin[:10_000], y[:10_000], "isotonic")
+    p = cal.predict(margin[10_000:])
+    inside = (margin[10_000:] > cal.x[0]) & (margin[10_000:] < cal.x[-1])
+    assert (np.diff(p[inside][np.argsort(margin[10_000:][inside])]) > 0).all()
+    assert roc_auc_score(y[10_000:], p) == pytest.approx(
+        roc_auc_score(y[10_000:], margin[10_000:]), abs=1e-3
+    )

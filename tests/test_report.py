@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import re
+from html import unescape
 
 import numpy as np
 import pytest
@@ -73,7 +74,8 @@ def test_bundle_holds_the_three_artifacts(trained_bundle):
 def test_metrics_json_has_the_design_shape(metrics_file, lead_model):
     assert metrics_file["model_version"] == lead_model.version
     assert set(metrics_file["test"]) == METRIC_KEYS
-    assert set(metrics_file["baselines"]) == {"logistic_regression", "naive_bayes"}
+    assert set(metrics_file["baselines"]) == {"logistic_regression", "lightgbm", "naive_bayes"}
+    assert set(metrics_file["peer_check"]) == {"lost_to", "best_peer", "message"}
     for baseline in metrics_file["baselines"].values():
         assert set(baseline) == METRIC_KEYS
     assert not any(key.startswith("_") for key in metrics_file)
@@ -87,8 +89,10 @@ def test_metrics_json_equals_a_recomputation_from_the_arrays(metrics_file, train
     y = arrays["y_test"]
     expected = {
         "test": _recompute(y, arrays["p_test"]),
-        "logistic_regression": _recompute(y, arrays["p_lr"]),
-        "naive_bayes": _recompute(y, arrays["p_nb"]),
+        **{
+            peer: _recompute(y, arrays[f"p_{peer}"])
+            for peer in ("logistic_regression", "lightgbm", "naive_bayes")
+        },
     }
     written = {"test": metrics_file["test"], **metrics_file["baselines"]}
     for model, values in expected.items():
@@ -119,7 +123,10 @@ def test_report_html_is_self_contained_and_shows_the_figures(trained_bundle, met
     assert f"{metrics_file['test']['roc_auc']:.4f}" in html
     assert f"{metrics_file['baselines']['logistic_regression']['roc_auc']:.4f}" in html
     assert f"{metrics_file['baselines']['naive_bayes']['roc_auc']:.4f}" in html
+    assert f"{metrics_file['baselines']['lightgbm']['roc_auc']:.4f}" in html
     assert metrics_file["chosen_because"] in html
+    assert metrics_file["peer_check"]["message"] in unescape(html)
+    assert "Data hygiene" in html and "Ensemble members (forward origins)" in html
 
 
 def test_model_card_names_version_metrics_and_limits(trained_bundle, metrics_file):

@@ -153,4 +153,4 @@ def test_training_drops_leaks_and_drift_and_says_so():
     assert sum("LEAK WARNING" in line for line in lines) == 2
     assert any("drift: ['noise']" in line and "dropped" in line for line in lines)
     assert info["screening"]["leaks"] == ["label_echo", "call_minutes"]
-    assert info["refit"] is not None  # drift found: the chosen model was refitted on train + valid
+    assert info["fit_rows"] == int(prep.pretest.sum())  # the shipped model saw every pre-test row

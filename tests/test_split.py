@@ -7,7 +7,13 @@ import pytest
 from leadml.config import SplitConfig
 from leadml.errors import TrainingError
 from leadml.features import make_snapshots
-from leadml.split import choose_method, rolling_origins, split_snapshots
+from leadml.split import (
+    choose_method,
+    forward_origins,
+    rolling_origins,
+    split_snapshots,
+    time_rank,
+)
 
 
 @pytest.fixture
@@ -35,13 +41,19 @@ def test_time_split_orders_and_separates_leads(data):
     )
 
 
-def test_label_windows_do_not_reach_the_next_split(data):
+def test_label_windows_do_not_reach_the_test_period(data):
+    """Pre-test labels are decided before the test period; forward origins purge their own."""
     leads, snaps = data
     split = split_snapshots(snaps, leads, SplitConfig(), "time", horizon_days=30)
     as_of = snaps.as_of.to_numpy()
-    valid_start = leads.created_at.to_numpy()[snaps.row][split == "valid"].min()
-    assert (as_of[split == "train"] + np.timedelta64(30, "D") <= valid_start).all()
+    test_start = leads.created_at.to_numpy()[snaps.row][split == "test"].min()
+    pre = (split == "train") | (split == "valid")
+    assert (as_of[pre] + np.timedelta64(30, "D") <= test_start).all()
     assert (split == "").any()  # some snapshots purged
+    rank, as_of_days = time_rank(snaps, leads, "time")
+    for origin in forward_origins(rank[pre], as_of_days[pre], 3, 0.15, horizon=30):
+        start = rank[pre][origin.block].min()
+        assert (as_of_days[pre][origin.fit] + 30 <= start).all()  # no fit label reaches the block
 
 
 def test_stratified_keeps_rates():

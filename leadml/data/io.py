@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from leadml import hygiene
 from leadml.config import DataConfig, TargetConfig
 from leadml.data import leads as db_leads
 from leadml.data import sql
 from leadml.data.sql import engine_for, mask_url
 from leadml.errors import DataSourceError, SchemaError
-from leadml.schema import EVENTS, LEADS, validate_events, validate_leads
+from leadml.schema import CORE_LEAD_COLUMNS, EVENTS, LEADS, validate_events, validate_leads
 
 __all__ = ["engine_for", "mask_url"]  # re-exported: the common imports of callers and tests
 
@@ -67,6 +68,16 @@ def read_dataset(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Leads and their events (None without an events table), both validated."""
     leads = read_leads(data_cfg, url=url)
+    if data_cfg.bad_rows == "drop" and (leads.attrs.get("hygiene") or {}).get("bad_rows", {}).get(
+        "dropped"
+    ):
+        # events of dropped leads go with them (counted), instead of failing as unknown leads
+        events = read_events(data_cfg, url=url)
+        if events is not None:
+            known = events["lead_id"].isin(leads["lead_id"])
+            leads.attrs["hygiene"]["bad_rows"]["events_dropped"] = int((~known).sum())
+            events = events[known].reset_index(drop=True)
+        return leads, events
     return leads, read_events(data_cfg, url=url, lead_ids=leads["lead_id"])
 
 
@@ -79,18 +90,26 @@ def import_dataset(data_cfg: DataConfig, url: str, *, replace: bool = False) -> 
 
 
 def canonical_leads(raw: pd.DataFrame, data_cfg: DataConfig) -> pd.DataFrame:
-    """Apply the config's mapping (rename, ignore, id, time, target) to a raw table and validate."""
+    """Apply the config's mapping (rename, ignore, id, time, target) and hygiene (order_by,
+    missing_values, bad_rows; summary in `.attrs["hygiene"]`) to a raw table and validate."""
+    raw, ordered = hygiene.order_rows(raw, data_cfg.order_by)
     df = _map_columns(raw, data_cfg, LEADS)
+    if ordered and data_cfg.order_by in df.columns and data_cfg.order_by not in CORE_LEAD_COLUMNS:
+        df = df.drop(columns=[data_cfg.order_by])  # an ordering key, not a feature
     if "lead_id" not in df.columns and data_cfg.id_column is None:
         df.insert(0, "lead_id", np.arange(1, len(df) + 1, dtype="int64"))
+    df, missing = hygiene.map_missing_values(df, data_cfg.missing_values, (data_cfg.target.column,))
     df = with_status(df, data_cfg.target)
     _check_declared(df, data_cfg)
-    return validate_leads(
-        df,
-        require_time=data_cfg.created_at is not None,
-        numeric=data_cfg.numeric,
-        non_finite=data_cfg.non_finite,
+    require_time = data_cfg.created_at is not None
+    bad: dict = {}
+    if data_cfg.bad_rows == "drop":
+        df, bad = hygiene.drop_bad_rows(df, data_cfg, require_time)
+    out = validate_leads(
+        df, require_time=require_time, numeric=data_cfg.numeric, non_finite=data_cfg.non_finite
     )
+    out.attrs["hygiene"] = {"missing_values": missing, "order_by": ordered, "bad_rows": bad}
+    return out
 
 
 def _map_columns(raw: pd.DataFrame, data_cfg: DataConfig, table: str) -> pd.DataFrame:
