@@ -155,11 +155,22 @@ def _bare_rate(url: str, model_dir: str) -> float:
     leads = next(iter_leads_keyset(tables, BARE_ROWS))
     events = events_for(tables, leads["lead_id"], pd.Timestamp(AS_OF))
     X = build_features(model.spec, leads, events, pd.Timestamp(AS_OF))
-    booster, threads = model.model.booster, model.model.threads
+    booster, threads = _booster(model.model), model.model.threads
     started = time.perf_counter()
     booster.predict(X, raw_score=True, num_threads=threads)
     booster.predict(X, pred_contrib=True, num_threads=threads)
     return len(X) / (time.perf_counter() - started)
+
+
+def _booster(model):
+    """The LightGBM booster of a tree model, or of the first tree part of a blend / ensemble."""
+    if hasattr(model, "booster"):
+        return model.booster
+    return next(_booster(p) for p in getattr(model, "parts", []) if _has_booster(p))
+
+
+def _has_booster(model) -> bool:
+    return hasattr(model, "booster") or any(_has_booster(p) for p in getattr(model, "parts", []))
 
 
 # ---------------------------------------------------------------- data
