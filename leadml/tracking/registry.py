@@ -43,7 +43,8 @@ def _drop_warning(*_args: object, **_kwargs: object) -> None:
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """MLflow's INFO lines, warnings and artifact progress bars silenced for one call."""
+    """MLflow's log lines, messages, warnings and artifact progress bars silenced for one call
+    (imports mlflow: used around MLflow calls only)."""
     loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
     levels = [logger.level for logger in loggers]
     bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
@@ -55,7 +56,14 @@ def quiet() -> Iterator[None]:
             warnings.simplefilter("ignore")
             # MLflow re-enables some of its warnings ("once") inside its own calls: not shown.
             warnings.showwarning = _drop_warning
-            yield
+            # Its own stderr stream ("Successfully registered model ...", log lines) is muted.
+            from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM as stream
+
+            was, stream.enabled = stream.enabled, False
+            try:
+                yield
+            finally:
+                stream.enabled = was
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
