@@ -249,3 +249,30 @@ def summary_line(result: CallList) -> str:
         f"{result.expected:.1f} conversions expected, {result.level:.0%} interval "
         f"{iv.low}-{iv.high} (probability {iv.coverage:.1%}{approx})"
     )
+
+
+def split_list(value: str | None) -> tuple[str, ...]:
+    """'hot,warm' -> ('hot', 'warm'); blanks dropped."""
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def calllist_json(result: CallList) -> dict:
+    """The call list as JSON: summary, interval, the leads and the curve."""
+    leads = result.leads.astype(object).where(result.leads.notna(), None)
+    return {
+        "called": len(result.leads),
+        "available": result.available,
+        "expected_conversions": round(result.expected, 3),
+        "interval": {
+            "level": result.level,
+            "low": result.interval.low,
+            "high": result.interval.high,
+            "probability": round(result.interval.coverage, 4),
+            "method": result.interval.method,
+        },
+        "leads": [
+            {k: (str(v) if k == "scored_at" and v is not None else v) for k, v in row.items()}
+            for row in leads.to_dict("records")
+        ],
+        "curve": result.curve.round(3).to_dict("records"),
+    }

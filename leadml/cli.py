@@ -195,15 +195,66 @@ def explain_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of the terminal view.")
     ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Also show why the stored score changed since the scoring at or before this "
+            "date (the change ledger, in points).",
+        ),
+    ] = None,
 ) -> None:
     """Score one lead from the database and show why: score, grade and reasons in points."""
     from leadml.predict import explain_stored_lead
 
-    result, scorer = explain_stored_lead(_config(config), lead_id, url=db, ref=model, as_of=as_of)
+    cfg = _config(config)
+    result, scorer = explain_stored_lead(cfg, lead_id, url=db, ref=model, as_of=as_of)
+    history = None
+    if since is not None:
+        from leadml.ledger import bundle_finder, lead_history_report
+
+        finder = bundle_finder(cfg.models_dir, scorer)
+        history = lead_history_report(db or cfg.data.source, cfg, lead_id, finder, since=since)
     if as_json:
-        console.print_json(result)
+        console.print_json(result if since is None else {**result, "history": history})
     else:
         console.print_explanation(result, scorer.metadata.get("base_score"))
+        if since is not None:
+            console.print_ledger(history)
+
+
+@app.command("calllist")
+def calllist_cmd(
+    capacity: Annotated[
+        int, typer.Option("--capacity", min=1, help="How many leads the team can call.")
+    ] = 200,
+    grade: Annotated[
+        str | None, typer.Option("--grade", help="Only these grades, e.g. hot,warm.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only these sources, comma-separated.")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Write the list as CSV here (for the CRM).")
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The top N open leads by stored score, the conversions they are expected to bring and
+    its 90% interval (exact Poisson-binomial), and the curve against the number called."""
+    from leadml.calllist import calllist_json, split_list, stored_call_list, to_csv
+
+    cfg = _config(config)
+    result = stored_call_list(
+        db or cfg.data.source, cfg, capacity, grades=split_list(grade), sources=split_list(source)
+    )
+    if csv is not None:
+        csv.write_text(to_csv(result))
+    if as_json:
+        console.print_json(calllist_json(result))
+    else:
+        console.print_call_list(result, csv)
 
 
 @app.command("score")

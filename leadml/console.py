@@ -201,6 +201,12 @@ def print_explanation(result: dict, base_score: int | None = None) -> None:
         f"[bold]Lead {result['lead_id']}[/]  score [bold]{result['score']}[/]/100  "
         f"grade [bold]{result['grade']}[/]  ({result['probability']:.1%} chance to convert)"
     )
+    fit, engagement = result.get("fit_points"), result.get("engagement_points")
+    if fit is not None and engagement is not None:
+        baseline = result["score"] - fit - engagement
+        console.print(
+            f"  baseline {baseline} + fit {fit:+d} + engagement {engagement:+d} = {result['score']}"
+        )
     reasons = result["reasons"]
     if not reasons:
         console.print("no reasons: the lead scores at the baseline")
@@ -210,6 +216,60 @@ def print_explanation(result: dict, base_score: int | None = None) -> None:
         bar = "█" * max(1, round(20 * abs(r["points"]) / width))
         colour = "green" if r["points"] > 0 else "red"
         console.print(f"  [{colour}]{r['points']:+4d} {bar:<20}[/] {r['text']}")
+
+
+def print_ledger(history: dict | None) -> None:
+    """The score history's trend and the change ledger: causes and their signals, in points."""
+    if history is None:
+        console.print("no score history for this lead yet (run `leadml score`)")
+        return
+    scores = " -> ".join(str(s["score"]) for s in history["scorings"][-8:])
+    console.print(f"history: {scores}  ({history['trend']})")
+    ledger = history.get("ledger")
+    if ledger is None:
+        console.print(history.get("ledger_note") or "one scoring only: nothing to compare")
+        return
+    console.print(
+        f"[bold]{ledger['change']:+d}[/] points from {ledger['from']['score']} "
+        f"(as of {ledger['from']['as_of'][:10]}) to {ledger['to']['score']} "
+        f"(as of {ledger['to']['as_of'][:10]}):"
+    )
+    for step in ledger["steps"]:
+        colour = "green" if step["points"] > 0 else ("red" if step["points"] < 0 else "dim")
+        console.print(f"  [{colour}]{step['points']:+4d}[/] {step['label']}")
+        for part in step["parts"][:8]:
+            console.print(f"        {part['points']:+4d} {part['text']}")
+        if len(step["parts"]) > 8:
+            rest = sum(p["points"] for p in step["parts"][8:])
+            console.print(f"        {rest:+4d} {len(step['parts']) - 8} smaller signals")
+
+
+def print_call_list(result: Any, csv_path: Any = None, rows: int = 20) -> None:
+    """The call list's outlook (expected conversions, interval) and its first rows."""
+    from leadml.calllist import summary_line
+
+    if not len(result.leads):
+        console.print("no open scored leads match (run `leadml score`, or widen the filters)")
+        return
+    console.print(summary_line(result))
+    table = Table("#", "lead", "score", "grade", "chance", "expected so far")
+    for r in result.leads.head(rows).to_dict("records"):
+        who = r.get("name") or r.get("company") or r["lead_id"]
+        table.add_row(
+            str(r["rank"]),
+            f"{who} ({r['lead_id']})",
+            str(r["score"]),
+            str(r["grade"]),
+            f"{r['probability']:.0%}",
+            f"{r['expected_so_far']:.1f}",
+        )
+    console.print(table)
+    curve = result.curve
+    marks = curve[curve["called"].isin(curve["called"].iloc[:: max(1, len(curve) // 6)])]
+    pairs = zip(marks["called"], marks["expected"], strict=True)
+    console.print("expected after N calls: " + ", ".join(f"{int(c)}: {e:.1f}" for c, e in pairs))
+    if csv_path is not None:
+        console.print(f"wrote {len(result.leads):,} rows to {csv_path}")
 
 
 # ---------------------------------------------------------------- promote, monitor
@@ -285,6 +345,10 @@ def print_monitor(result: Any, limit: int = 12) -> None:
         psi = f"{d.psi:.3f}" if d.psi is not None and math.isfinite(d.psi) else ""
         table.add_row(d.name, psi, d.band)
     console.print(table)
+    runs = getattr(result, "rejects", None) or []
+    if runs:
+        shown = ", ".join(f"{r['run_id']} {r['rows_rejected']:,}" for r in runs[:5])
+        console.print(f"rejected rows per run (scoring_rejects), newest first: {shown}")
     realized = result.realized
     if realized.get("n"):
         grades = ", ".join(

@@ -377,6 +377,8 @@ class _Texts:
                 return f"{label}: {_shown(old)} -> {_shown(new)}"
         if kind == "attr":  # tree models: an unchanged attribute can weigh differently now
             return f"{label} (unchanged, weighs differently now)"
+        if cause == "attributes":
+            return f"{label} (weighs differently after the edits)"
         if cause == "time":
             return self._time_text(kind, name, label, i)
         if cause == "engagement":

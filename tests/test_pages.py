@@ -177,3 +177,31 @@ def test_values_carry_units():
     assert with_unit("employees", 1064.0, config) == "1,064 employees"
     assert with_unit("industry", "Media", config) == "Media"
     assert with_unit("budget", None, config) == "unknown"
+
+
+def test_cli_calllist_csv_json_and_explain_since(run_cli, history_db, trained_bundle, tmp_path):
+    import json
+
+    target = tmp_path / "calls.csv"
+    code, out, _ = run_cli(
+        "calllist", "--db", history_db, "--capacity", "40", "--grade", "warm,cold",
+        "--csv", str(target),
+    )  # fmt: skip
+    assert code == 0 and "Calling the top 40 of" in out and "90% interval" in out
+    frame = pd.read_csv(target)
+    assert len(frame) == 40 and set(frame["grade"]) <= {"warm", "cold"}
+    code, out, _ = run_cli("calllist", "--db", history_db, "--capacity", "10", "--json")
+    body = json.loads(out)
+    assert code == 0 and body["called"] == 10 and len(body["curve"]) == 10
+    lead = int(frame["lead_id"].iloc[0])
+    code, out, _ = run_cli(
+        "explain", str(lead), "--db", history_db, "--model", str(trained_bundle),
+        "--since", "2026-05-21", "--json",
+    )  # fmt: skip
+    ledger = json.loads(out)["history"]["ledger"]
+    assert code == 0 and sum(s["points"] for s in ledger["steps"]) == ledger["change"]
+    code, out, _ = run_cli(
+        "explain", str(lead), "--db", history_db, "--model", str(trained_bundle),
+        "--since", "2026-05-21",
+    )  # fmt: skip
+    assert code == 0 and "time passing" in out and "baseline" in out

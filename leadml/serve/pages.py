@@ -70,7 +70,8 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
 
 def page_router(slot, store: LeadStore, config: Config, *, keyed: bool = False) -> APIRouter:
     """The pages, reading the served model from `slot` at each request."""
-    from leadml.serve.routes_history import model_finder, split_list
+    from leadml.calllist import split_list
+    from leadml.serve.routes_history import model_finder
 
     router = APIRouter(tags=["pages"])
     find = model_finder(slot, config)
@@ -136,9 +137,12 @@ def lead_context(model, store: LeadStore, lead_id: str, config: Config, find, si
     closed = closed_status(lead)
     live = stored is None and closed is None
     if live:
-        from leadml.predict import score_one
+        from leadml.predict import score_stored_lead
 
-        stored = score_one(model, lead, store.events(lead_id))
+        # a bad stored row is a 422 page naming the rule (the app's LeadmlError handler)
+        stored = score_stored_lead(
+            model, lead, store.events(lead_id), non_finite=config.data.non_finite
+        )
     history = _history(store, config, lead_id, find, since) if stored is not None else None
     score = stored or {}
     return {

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from leadml.calllist import CallList, stored_call_list, to_csv
+from leadml.calllist import calllist_json, split_list, stored_call_list, to_csv
 from leadml.config import Config
 from leadml.ledger import ModelFor, bundle_finder, lead_history_report
 
@@ -31,33 +31,6 @@ def model_finder(slot, config: Config) -> ModelFor:
         return finders[current.version](version)
 
     return find
-
-
-def split_list(value: str | None) -> tuple[str, ...]:
-    """'hot,warm' -> ('hot', 'warm'); blanks dropped."""
-    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
-
-
-def calllist_json(result: CallList) -> dict:
-    """The call list as JSON: summary, interval, the leads and the curve."""
-    leads = result.leads.astype(object).where(result.leads.notna(), None)
-    return {
-        "called": len(result.leads),
-        "available": result.available,
-        "expected_conversions": round(result.expected, 3),
-        "interval": {
-            "level": result.level,
-            "low": result.interval.low,
-            "high": result.interval.high,
-            "probability": round(result.interval.coverage, 4),
-            "method": result.interval.method,
-        },
-        "leads": [
-            {k: (str(v) if k == "scored_at" and v is not None else v) for k, v in row.items()}
-            for row in leads.to_dict("records")
-        ],
-        "curve": result.curve.round(3).to_dict("records"),
-    }
 
 
 def history_router(slot, url: str | None, config: Config) -> APIRouter:
