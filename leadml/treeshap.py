@@ -238,6 +238,7 @@ class _Builder:
     leaf_feat: list = field(default_factory=list)
     leaf_z: list = field(default_factory=list)
     table_size: int = 0
+    siblings: list = field(default_factory=list)  # (left leaf, right leaf, split bit)
 
 
 _NODE_FIELDS = ("feat", "kind", "thr", "missing", "dleft", "left", "right", "pos", "cat_start")
@@ -278,7 +279,7 @@ def _parse_tree(root: dict) -> _Tree:
         f = int(node["split_feature"])
         k = feats.index(f) if f in feats else len(feats)
         here = len(tree.nodes)
-        tree.nodes.append([node, k, 0, 0])
+        tree.nodes.append([node, k, 0, 0, k == len(feats)])
         for side, slot in (("left_child", 2), ("right_child", 3)):
             child = node[side]
             frac = _count(child) / _count(node)
@@ -304,7 +305,8 @@ def _bitset(threshold: str) -> list[int]:
 
 
 def _add_tree(b: _Builder, tree: _Tree) -> None:
-    for node, k, lcode, rcode in tree.nodes:
+    first_leaf = len(b.leaf["nfeat"])
+    for node, k, lcode, rcode, new_feature in tree.nodes:
         categorical = node["decision_type"] == "=="
         bits = _bitset(node["threshold"]) if categorical else []
         row = {
@@ -322,6 +324,8 @@ def _add_tree(b: _Builder, tree: _Tree) -> None:
         for key, value in row.items():
             b.node[key].append(value)
         b.cat_bits.extend(bits)
+        if lcode < 0 and rcode < 0 and new_feature:
+            b.siblings.append((first_leaf + ~lcode, first_leaf + ~rcode, k))
     b.node_start.append(len(b.node["feat"]))
     for value, feats, zs in tree.leaves:
         d = len(feats)
@@ -460,6 +464,24 @@ def _extend_ranges(ranges: list[tuple[int, int]], i: int) -> None:
         ranges.append((i, 1))
 
 
+def _merge_siblings(
+    siblings: list, nfeat: np.ndarray, toff: np.ndarray, values: np.ndarray
+) -> None:
+    """Fold each pair of sibling leaves split on a feature new to their path into the left one.
+
+    Both leaves have the same path features and their masks differ only in the split's bit
+    (a row breaks exactly one of the two conditions), so the left table can hold both,
+    left[v] + right[v ^ bit], and the right leaf is skipped: half the look-ups for those leaves.
+    """
+    for left, right, k in siblings:
+        d = int(nfeat[left])
+        size = d << d
+        mine = values[toff[left] : toff[left] + size].reshape(d, 1 << d)
+        other = values[toff[right] : toff[right] + size].reshape(d, 1 << d)
+        mine += other[:, np.arange(1 << d) ^ (1 << k)]
+        nfeat[right] = 0
+
+
 def _finish(b: _Builder) -> tuple:
     """The kernel's argument arrays (typed), with every leaf table filled."""
     i8, i64, f64 = np.int8, np.int64, np.float64
@@ -468,6 +490,7 @@ def _finish(b: _Builder) -> tuple:
     values = np.zeros(b.table_size, dtype=f64)
     leaf_z = np.asarray(b.leaf_z, dtype=f64)
     _fill_tables(leaf_z, leaf["zoff"], leaf["nfeat"], leaf["toff"], leaf["value"], values)
+    _merge_siblings(b.siblings, leaf["nfeat"], leaf["toff"], values)
     return (
         np.asarray(b.node_start, dtype=i64),
         node["feat"],

@@ -91,6 +91,8 @@ def test_planted_models_do_split_on_categoricals_and_missing_values():
     assert "'missing_type': 'NaN'" in text
     dump = train(X, y, cats, num_leaves=31, zero_as_missing=True).dump_model()
     assert "'missing_type': 'Zero'" in str(dump["tree_info"])
+    leaf_features = compile_booster(train(X, y, cats, num_leaves=15)).arrays[13]
+    assert (leaf_features == 0).any()  # sibling leaves folded into one table are exercised
 
 
 def test_single_leaf_trees_only_move_the_bias():
