@@ -67,6 +67,8 @@ class MonitorResult:
 
     @property
     def status(self) -> str:
+        if self.run is not None and not self.run.get("scored"):
+            return "alert"  # a run that scored no lead is never "stable"
         bands = [d.band for d in self.drift if d.band in BANDS]
         return max(bands, key=BANDS.index) if bands else "unknown"
 
@@ -238,6 +240,11 @@ def run_monitor(config: Config, model: LeadModel, *, url: str | None = None) -> 
     as_of, notes = _monitor_time(run, cutoff, model)
     result = _drift(config, model, leads, events, as_of, notes)
     result.run = _run_summary(url, out, run, model) if run else None
+    if result.run is not None and not result.run["scored"]:
+        notes.append(
+            f"the latest run ({result.run.get('run_id')}) scored no lead: check its as_of, "
+            "--since and the open leads; nothing here is current"
+        )
     matured = matured_scores(url, config.snapshots.horizon_days, cutoff, out)
     result.realized = realized_conversion(
         matured, leads, config.snapshots.horizon_days, model.grades.names
@@ -314,6 +321,8 @@ def _run_summary(url: str, out: scores_data.OutputTables, run: dict, model: Lead
     rows = scores_data.run_scores(url, out, run_id) if run_id is not None else pd.DataFrame()
     summary = {k: (str(v) if v is not None else None) for k, v in run.items()}
     summary["scored"] = int(len(rows))
+    if not len(rows) and summary.get("status") == "succeeded":
+        summary["status"] = "succeeded, but scored no lead"
     if len(rows):
         summary["mean_score"] = float(rows["score"].mean())
         summary["grades"] = {g: float((rows["grade"] == g).mean()) for g in model.grades.names}

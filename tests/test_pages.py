@@ -205,3 +205,14 @@ def test_cli_calllist_csv_json_and_explain_since(run_cli, history_db, trained_bu
         "--since", "2026-05-21",
     )  # fmt: skip
     assert code == 0 and "time passing" in out and "baseline" in out
+
+
+def test_monitor_never_calls_a_run_that_scored_no_lead_stable():
+    from leadml.monitor import MonitorResult
+
+    def result(scored: int) -> MonitorResult:
+        run = {"run_id": "r1", "status": "succeeded", "scored": scored}
+        return MonitorResult("v1", pd.Timestamp("2026-06-30"), 30, 500, [], run=run)
+
+    assert result(0).status == "alert" and result(0).exit_code != 0
+    assert result(120).status == "unknown"  # no drift judged, nothing wrong with the run
