@@ -291,6 +291,14 @@ def score_cmd(
             "--chunk-size", min=1, help="Leads per transaction (default: config batch.chunk_size)."
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Any row training would refuse fails the run (exit 2) before anything is "
+            "written (default: config batch.on_bad_rows; reject keeps them in scoring_rejects).",
+        ),
+    ] = False,
 ) -> None:
     """Score open leads into lead_scores, lead_score_history and scoring_runs (exit codes: README)."""
     from leadml.batch import ScoreOptions, run_scoring
@@ -311,6 +319,7 @@ def score_cmd(
         all_leads=all_leads,
         dry_run=dry_run,
         chunk_size=chunk_size,
+        strict=True if strict else None,
     )
     with console.score_progress() as progress:
         summary = run_scoring(cfg, options, source=source, on_progress=progress)

@@ -246,7 +246,21 @@ class ServeConfig(_Frozen):
     port: int = Field(8000, ge=1, le=65535)
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
-
+    body_timeout_s: float = Field(
+        10, gt=0, description="a request body not fully received in this time: 408, closed"
+    )
+    keep_alive_timeout_s: float = Field(
+        5, gt=0, description="an idle keep-alive connection is closed after this (uvicorn)"
+    )
+    max_connections: int = Field(
+        100, ge=1, description="concurrent connections and requests; more get 503 (uvicorn)"
+    )
+    access_log: Literal["text", "json", "off"] = Field(
+        "text", description="one line per request, client values escaped and cut; json: JSON lines"
+    )
+    open_docs: bool = Field(
+        False, description="with an API key set: keep /docs and /openapi.json open without it"
+    )
     unknown_fields: Literal["reject", "ignore"] = Field(
         "reject",
         description="a lead field that is neither a model column nor a stored column (status, "
@@ -256,6 +270,14 @@ class ServeConfig(_Frozen):
 
 class BatchConfig(_Frozen):
     chunk_size: int = Field(5000, ge=1)
+    on_bad_rows: Literal["reject", "fail"] = Field(
+        "reject",
+        description="rows training would refuse: kept in scoring_rejects (reject), or the run "
+        "fails with exit 2 before writing anything (fail, as --strict)",
+    )
+    max_reject_fraction: float = Field(
+        0.01, ge=0, le=1, description="a run rejecting more of the leads it read fails as a whole"
+    )
 
 
 class MlflowConfig(_Frozen):

@@ -64,11 +64,15 @@ class MonitorResult:
     realized: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     score_hist: dict = field(default_factory=dict)
+    rejects: list[dict] = field(default_factory=list)  # the latest runs' reject counts
+    rejects_alert: str | None = None  # why the rejects alert, when they rose
 
     @property
     def status(self) -> str:
         if self.run is not None and not self.run.get("scored"):
             return "alert"  # a run that scored no lead is never "stable"
+        if self.rejects_alert:
+            return "alert"
         bands = [d.band for d in self.drift if d.band in BANDS]
         return max(bands, key=BANDS.index) if bands else "unknown"
 
@@ -245,6 +249,10 @@ def run_monitor(config: Config, model: LeadModel, *, url: str | None = None) -> 
             f"the latest run ({result.run.get('run_id')}) scored no lead: check its as_of, "
             "--since and the open leads; nothing here is current"
         )
+    result.rejects = scores_data.reject_counts(url, out)
+    result.rejects_alert = rejects_alert(result.rejects, config.batch.max_reject_fraction)
+    if result.rejects_alert:
+        notes.append(result.rejects_alert)
     matured = matured_scores(url, config.snapshots.horizon_days, cutoff, out)
     result.realized = realized_conversion(
         matured, leads, config.snapshots.horizon_days, model.grades.names
@@ -313,6 +321,29 @@ def _drift(
     return MonitorResult(
         model.version, as_of, cfg.window_days, len(snaps), drift, notes=notes, score_hist=hist
     )
+
+
+def rejects_alert(runs: list[dict], max_fraction: float) -> str | None:
+    """Alert when the latest run refused more than batch.max_reject_fraction of what it read,
+    or more rows than any of the runs before it (a feed going bad, seen early)."""
+    if not runs or not runs[0]["rows_rejected"]:
+        return None
+    latest, before = runs[0], runs[1:]
+    read = latest["leads_scored"] + latest["rows_rejected"]
+    share = latest["rows_rejected"] / read if read else 1.0
+    if share > max_fraction:
+        return (
+            f"rejects: run {latest['run_id']} refused {latest['rows_rejected']:,} rows "
+            f"({share:.1%} of what it read, over batch.max_reject_fraction {max_fraction:.1%}); "
+            "see scoring_rejects"
+        )
+    most = max((r["rows_rejected"] for r in before), default=0)
+    if before and latest["rows_rejected"] > most:
+        return (
+            f"rejects rose: run {latest['run_id']} refused {latest['rows_rejected']:,} rows, "
+            f"the {len(before)} runs before it at most {most:,}; see scoring_rejects"
+        )
+    return None
 
 
 def _run_summary(url: str, out: scores_data.OutputTables, run: dict, model: LeadModel) -> dict:

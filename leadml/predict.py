@@ -7,7 +7,7 @@ the feature definitions (`features._feature_matrix`) and `_finish`, so they cann
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +77,7 @@ def score_leads(
     """Score leads as of `as_of` (default now): one row per lead with the lead_scores columns."""
     if "lead_id" not in leads.columns:
         raise SchemaError("leads", "lead_id", "missing column")
+    require_columns(model, leads.columns, "the leads table")
     leads = _coerce_times(leads, "leads", ["created_at"])
     if events is not None:
         events = _coerce_times(events, "lead_events", ["occurred_at"])
@@ -93,8 +94,39 @@ def score_leads(
     return pd.concat(parts, ignore_index=True)
 
 
+def model_columns(model: LeadModel) -> list[str]:
+    """The lead columns the model reads (its attributes, and created_at for a model with time)."""
+    return (["created_at"] if model.spec.has_time else []) + model.spec.attribute_columns
+
+
+def require_columns(model: LeadModel, columns: Iterable[str], where: str) -> None:
+    """Refuse leads that lack columns the model reads: a model trained on other data would
+    score them from missing values alone (the bank model on a synthetic lead: "99/100 hot")."""
+    have = set(columns)
+    needed = model_columns(model)
+    missing = [c for c in needed if c not in have]
+    if missing:
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        raise ModelError(
+            f"model {model.version} reads {len(missing)} of its {len(needed)} lead columns that "
+            f"{where} does not have: {shown}. It was trained on other data: score with the model "
+            "trained on this data (--model), or map the columns (data.rename)"
+        )
+
+
+def _require_finite(model: LeadModel, X: np.ndarray) -> None:
+    """An infinite feature value is never scored (training refuses infinities too)."""
+    bad = np.isinf(X)
+    if bad.any():
+        names = [model.spec.names[j] for j in np.flatnonzero(bad.any(axis=0))]
+        raise SchemaError("leads", names[0], f"infinite feature values in {names[:5]}")
+
+
 def score_matrix(model: LeadModel, X: np.ndarray, *, reasons: bool = True) -> dict:
     """Probability, score, grade (and reasons) for a prepared feature matrix."""
+    _require_finite(model, X)
     if reasons:
         contrib = model.model.contributions(X)
         prob, score, _, points = score_and_points(contrib, model.calibrator)
@@ -153,6 +185,7 @@ def score_one(
     reasons: bool = True,
 ) -> dict:
     """One lead from plain dicts, without pandas: the online scorer's fast path."""
+    require_columns(model, lead.keys(), f"lead {lead.get('lead_id')!r}")
     X = build_row(model.spec, lead, events, _default_as_of(as_of))
     out = score_matrix(model, X, reasons=reasons)
     return {
@@ -167,6 +200,34 @@ def score_one(
             None if out["engagement_points"] is None else int(out["engagement_points"][0])
         ),
     }
+
+
+def score_stored_lead(
+    model: LeadModel,
+    lead: Mapping[str, object],
+    events: Sequence[Mapping[str, object]] = (),
+    as_of: object = None,
+    *,
+    non_finite: str = "invalid",
+) -> dict:
+    """A stored lead row scored live (the pages): screened first by the rules training applies
+    (`schema.screen_page`), so a bad row is a SchemaError naming the rule, never a score from
+    values training would refuse; then `score_one`."""
+    from leadml.schema import first_reject, screen_page
+
+    require_columns(model, lead.keys(), f"stored lead {lead.get('lead_id')!r}")
+    rows = [{"lead_id": lead.get("lead_id"), **e} for e in events]
+    page = screen_page(
+        pd.DataFrame([dict(lead)]),
+        pd.DataFrame(rows) if rows else None,
+        numeric=model.spec.numeric,
+        non_finite=non_finite,
+        require_time=model.spec.has_time,
+    )
+    error = first_reject(page)
+    if error is not None:
+        raise error
+    return score_one(model, lead, events, as_of)
 
 
 def explain_stored_lead(

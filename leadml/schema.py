@@ -458,6 +458,7 @@ class ScreenedPage(NamedTuple):
     leads: pd.DataFrame
     events: pd.DataFrame | None
     rejects: pd.DataFrame  # REJECT_COLUMNS; one row per refused lead row or event row
+    kept: np.ndarray  # per input lead row: True when it is in `leads`
 
 
 def screen_page(
@@ -499,7 +500,7 @@ def screen_page(
         )
     found = [r for r in rejects if len(r)]
     out = pd.concat(found, ignore_index=True) if found else _no_rejects()
-    return ScreenedPage(good, good_events, out)
+    return ScreenedPage(good, good_events, out, ~np.asarray(refused, dtype=bool))
 
 
 def first_reject(page: ScreenedPage) -> SchemaError | None:

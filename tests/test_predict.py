@@ -129,10 +129,41 @@ def test_minimum_function_hot_beats_cold(lead_model):
             (5, "web_visit"),
         ]
     ]
+    blank = dict.fromkeys(lead_model.spec.attribute_columns)  # every column, unknown = None
     assert (
-        score_one(lead_model, hot, hot_events, AS_OF)["score"]
-        > score_one(lead_model, cold, [], AS_OF)["score"]
+        score_one(lead_model, blank | hot, hot_events, AS_OF)["score"]
+        > score_one(lead_model, blank | cold, [], AS_OF)["score"]
     )
+
+
+def test_every_path_refuses_a_model_whose_columns_the_lead_lacks(lead_model, dataset):
+    """A model trained on other data (say the bank model on a synthetic lead) is refused with
+    one message naming the model and the columns, never scored from missing values."""
+    from leadml.errors import ModelError
+
+    leads, events = dataset
+    foreign = leads[["lead_id", "created_at", "status"]].head(5).assign(month="may")
+    pattern = f"model {lead_model.version} reads .* lead columns that .* does not have: "
+    with pytest.raises(ModelError, match=pattern) as info:
+        score_leads(lead_model, foreign, None, AS_OF)
+    assert all(c in str(info.value) for c in lead_model.spec.attribute_columns[:8])
+    row = foreign.iloc[0].to_dict()
+    with pytest.raises(ModelError, match=pattern + ".*trained on other data"):
+        score_one(lead_model, row, [], AS_OF)
+    partial = leads.drop(columns=[lead_model.spec.numeric[0]]).head(3)
+    with pytest.raises(ModelError, match=f"1 of its .* {lead_model.spec.numeric[0]}"):
+        score_leads(lead_model, partial, events, AS_OF)
+
+
+def test_infinite_feature_values_are_never_scored(lead_model):
+    column = lead_model.spec.numeric[0]
+    lead = dict.fromkeys(lead_model.spec.attribute_columns) | {
+        "lead_id": 1,
+        "created_at": AS_OF - pd.Timedelta(days=3),
+        column: "-inf",
+    }
+    with pytest.raises(SchemaError, match=f"infinite feature values in .*{column}"):
+        score_one(lead_model, lead, [], AS_OF)
 
 
 def test_bad_input_is_named(lead_model, dataset):

@@ -375,7 +375,12 @@ def test_reload_swaps_the_model_and_in_flight_work_keeps_the_old(
             == "second-version"
         )
         assert c.get("/readyz").json()["model_version"] == "second-version"
-        assert score_one(held, good_lead())["model_version"] == lead_model.version
+        assert (
+            score_one(held, dict.fromkeys(held.spec.attribute_columns) | good_lead())[
+                "model_version"
+            ]
+            == lead_model.version
+        )
         metrics = c.get("/metrics").text
         assert 'leadml_model_reloads_total{result="ok"} 1.0' in metrics
         assert 'leadml_model_info{model_version="second-version"} 1.0' in metrics

@@ -21,6 +21,7 @@ class ScoreOptions:
     all_leads: bool = False
     dry_run: bool = False
     chunk_size: int | None = None  # None: config batch.chunk_size
+    strict: bool | None = None  # any rejected row fails the run; None: config batch.on_bad_rows
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class RunSummary:
     resumed: bool = False
     dry_run: bool = False
     notes: tuple[str, ...] = ()
+    rejected: int = 0  # rows written to scoring_rejects by this invocation
 
     @property
     def rows_per_second(self) -> float:
@@ -48,12 +50,14 @@ class RunSummary:
         """One line for logs: leads scored, grade counts, time, rows/s, run and model."""
         grades = ", ".join(f"{k} {v:,}" for k, v in self.grades.items()) or "none"
         verb = "dry run: would write" if self.dry_run else "scored"
+        where = "would be rejected" if self.dry_run else "rejected (see scoring_rejects)"
+        refused = f", {self.rejected:,} {where}" if self.rejected else ""
         run = f"run {self.run_id}" + (
             f" (resumed, {self.run_total:,} in total)" if self.resumed else ""
         )
         window = f"since {fmt(self.since)}" if self.since is not None else "all open leads"
         return (
-            f"{verb} {self.scored:,} leads ({grades}) in {self.seconds:.1f}s, "
+            f"{verb} {self.scored:,} leads{refused} ({grades}) in {self.seconds:.1f}s, "
             f"{self.rows_per_second:,.0f} leads/s; {run if self.run_id else 'nothing written'}, "
             f"model {self.model_version}, {self.mode} ({window}), as of {fmt(self.as_of)}"
         )

@@ -17,15 +17,17 @@ from queue import Full, Queue
 
 import pandas as pd
 
+from leadml.batch import rejects as bad_rows
 from leadml.batch.lock import scoring_lock
 from leadml.batch.options import RunSummary, ScoreOptions, check_options, now, option_time
-from leadml.batch.runs import SUCCEEDED, RunState, finish_run, open_run, window
-from leadml.batch.selection import ChunkSource, ScoringPlan, make_plan, stale_data_note
+from leadml.batch.runs import FAILED, SUCCEEDED, RunState, finish_run, open_run, window
+from leadml.batch.selection import ChunkSource, ScoringPlan, make_plan
 from leadml.batch.writer import write_all
 from leadml.config import Config
 from leadml.data import leads as db_leads
 from leadml.data import sql
 from leadml.data.history import prune_history
+from leadml.data.leads import stale_data_note
 from leadml.data.scores import ensure_tables, output_tables
 from leadml.ledger import ledger_inputs
 from leadml.predict import resolve_model, score_leads
@@ -48,17 +50,38 @@ def run_scoring(
     tables = db_leads.resolve_tables(options.url, config.data)
     if options.dry_run:
         return _dry_run(config, options, model, tables, source, progress)
+    if _strict(config, options):
+        _dry_run(config, options, model, tables, source, lambda done, total: None, strict=True)
     out = output_tables(config.data.leads_table)
     with scoring_lock(options.url, out) as lock:
         id_kind = ensure_tables(options.url, config.data.leads_table, id_kind=tables.id_kind)
         state, notes = open_run(options.url, model, options, id_kind, out)
         plan = make_plan(config, options, model, state, tables, record=True)
+        if not state.chunks:  # the run-level rejects commit with the run's first chunk
+            plan = replace(plan, skipped=bad_rows.skipped_rejects(model, tables, state.as_of))
         notes += _stale(config, tables, state.as_of)
         started = time.perf_counter()
+        before = state.rows_rejected
         grades = write_all(options.url, state, lock, source(plan), progress, plan.total)
+        _check_rejects(config, options.url, state)
         finish_run(options.url, state.run_id, SUCCEEDED, out=out)
         notes += _prune(config, options.url, out)
-    return _summary(state, grades, time.perf_counter() - started, notes)
+    summary = _summary(state, grades, time.perf_counter() - started, notes)
+    return replace(summary, rejected=state.rows_rejected - before)
+
+
+def _strict(config: Config, options: ScoreOptions) -> bool:
+    return options.strict if options.strict is not None else config.batch.on_bad_rows == "fail"
+
+
+def _check_rejects(config: Config, url: str, state: RunState) -> None:
+    """Too many refused leads fail the run as a whole (its scores stay, its status says failed)."""
+    read = state.leads_scored + state.leads_refused
+    try:
+        bad_rows.check_fraction(config, state.leads_refused, read)
+    except bad_rows.RejectedRowsError as exc:
+        finish_run(url, state.run_id, FAILED, str(exc)[:1000], state.out)
+        raise
 
 
 def _prune(config: Config, url: str, out) -> list[str]:
@@ -69,18 +92,24 @@ def _prune(config: Config, url: str, out) -> list[str]:
 
 
 def local_source(plan: ScoringPlan) -> Iterator[pd.DataFrame]:
-    """The single-machine engine: each page of leads scored by THE inference path."""
-    for leads, events in prefetched(plan.pages()):
-        scores = score_leads(
-            plan.model,
-            leads,
-            events,
-            plan.as_of,
-            scored_at=plan.scored_at,
-            chunk_size=max(len(leads), 1),
-        )
-        # what the change ledger re-scores this scoring from (lead_score_history only)
-        yield scores.assign(attributes=ledger_inputs(leads, plan.model), as_of=plan.as_of)
+    """The single-machine engine: each page screened by the training rules (bad rows become
+    rejects, `batch/rejects.py`), its good leads scored by THE inference path."""
+    for leads, events, rejects, last in prefetched(bad_rows.screened_pages(plan)):
+        if len(leads):
+            scores = score_leads(
+                plan.model,
+                leads,
+                events,
+                plan.as_of,
+                scored_at=plan.scored_at,
+                chunk_size=max(len(leads), 1),
+            )
+            # what the change ledger re-scores this scoring from (lead_score_history only)
+            scores = scores.assign(attributes=ledger_inputs(leads, plan.model), as_of=plan.as_of)
+        else:
+            scores = pd.DataFrame()
+        scores.attrs.update(rejects=rejects, last_lead_id=last)
+        yield scores
 
 
 def prefetched(items: Iterator, depth: int = 1) -> Iterator:
@@ -128,24 +157,39 @@ def _stale(config: Config, tables, as_of: pd.Timestamp) -> list[str]:
 
 
 def _dry_run(
-    config: Config, options: ScoreOptions, model, tables, source: ChunkSource, progress: Progress
+    config: Config,
+    options: ScoreOptions,
+    model,
+    tables,
+    source: ChunkSource,
+    progress: Progress,
+    *,
+    strict: bool = False,
 ) -> RunSummary:
-    """Score what a run would score; write nothing, take no lock."""
+    """Score what a run would score; write nothing, take no lock. `strict`: read and screen
+    only, and fail on the first refused row (before a real run writes anything)."""
     out = output_tables(config.data.leads_table)
     with sql.connect(options.url, table=out.runs) as conn:
         mode, since, note = window(conn, out, model, options)
     as_of = option_time(options.as_of, "as_of") or now()
     state = RunState("", model.version, mode, since, as_of, out=out)
     plan = make_plan(config, options, model, state, tables, record=False)
+    plan = replace(plan, skipped=bad_rows.skipped_rejects(model, tables, as_of))
+    if strict:
+        bad_rows.prescan(plan)  # raises on the first page with a refused row
+        return replace(_summary(state, state.grades, 0.0, []), run_id=None, dry_run=True)
     notes = ([note] if note else []) + _stale(config, tables, as_of)
     started = time.perf_counter()
     progress(0, plan.total)
+    rejected = 0
     for scores in source(plan):
-        state.grades.update(scores["grade"].astype(str).value_counts().to_dict())
+        rejected += len(scores.attrs.get("rejects", ()))
+        if len(scores):
+            state.grades.update(scores["grade"].astype(str).value_counts().to_dict())
         state.leads_scored += len(scores)
         progress(state.leads_scored, plan.total)
     summary = _summary(state, state.grades, time.perf_counter() - started, notes)
-    return replace(summary, run_id=None, dry_run=True)
+    return replace(summary, run_id=None, dry_run=True, rejected=rejected)
 
 
 def _summary(state: RunState, grades: Counter, seconds: float, notes: list[str]) -> RunSummary:

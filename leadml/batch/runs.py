@@ -40,6 +40,8 @@ class RunState:
     last_lead_id: object = None
     chunks: int = 0
     resumed: bool = False
+    rows_rejected: int = 0  # scoring_rejects rows of this run
+    leads_refused: int = 0  # lead rows among them, and leads refused for a bad event
     id_kind: str = "int"  # 'int' or 'text': the type of lead_id in the scorer's tables
     out: OutputTables = field(default_factory=OutputTables)
 
@@ -120,6 +122,7 @@ def _state_from_row(row, id_kind: str, out: OutputTables) -> RunState:
         last_lead_id=row.last_lead_id,
         chunks=int(row.chunks or 0),
         resumed=True,
+        rows_rejected=int(getattr(row, "rows_rejected", None) or 0),
         id_kind=id_kind,
         out=out,
     )

@@ -34,6 +34,7 @@ class ScoringPlan:
     model: object  # bundle.LeadModel
     total: int  # leads still to score
     scored_at: pd.Timestamp
+    skipped: pd.DataFrame | None = None  # run-level rejects (batch/rejects.py), first page's
 
     @property
     def leads_table(self) -> str:
@@ -49,6 +50,13 @@ class ScoringPlan:
             self.tables, self.chunk_size, self.after, self.where_sql
         ):
             yield leads, db_leads.events_for(self.tables, leads["lead_id"], self.as_of)
+
+    def raw_pages(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
+        """The same pages as read, with all their events, for row-by-row screening."""
+        for leads in db_leads.iter_leads_keyset(
+            self.tables, self.chunk_size, self.after, self.where_sql, raw=True
+        ):
+            yield leads, db_leads.events_for(self.tables, leads["lead_id"], None)
 
 
 ChunkSource = Callable[[ScoringPlan], Iterator[pd.DataFrame]]
@@ -87,17 +95,4 @@ def make_plan(
         model=model,
         total=total,
         scored_at=now(),
-    )
-
-
-def stale_data_note(tables: LeadTables, as_of: pd.Timestamp, horizon_days: float) -> str | None:
-    """A warning when as_of lies more than the horizon past the data's last event."""
-    end = db_leads.data_end(tables)
-    if end is None or as_of - end <= pd.Timedelta(days=horizon_days):
-        return None
-    days = (as_of - end) / pd.Timedelta(days=1)
-    return (
-        f"as_of {as_of:%Y-%m-%d %H:%M} is {days:,.0f} days past the data's last event "
-        f"({end:%Y-%m-%d %H:%M}), more than the {horizon_days:g}-day horizon: every lead looks "
-        "inactive and scores low; is the data current? (pass --as-of to score as of another time)"
     )

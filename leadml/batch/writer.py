@@ -4,6 +4,9 @@ moment and started again resumes from its marker and scores every selected lead 
 
 `write_chunk(url, state, lock, scores, extra=...)`: `extra(conn, state, scores)` runs inside the
 same transaction (e.g. scoring_rejects rows), so whatever it writes commits with the chunk.
+A chunk's rejects ride in `scores.attrs["rejects"]` (batch/rejects.py) and its page's last
+lead_id in `scores.attrs["last_lead_id"]`: the marker moves past rejected rows too, so a
+resumed run never writes a reject twice, and a page whose every lead was refused still commits.
 """
 
 from __future__ import annotations
@@ -39,12 +42,19 @@ def write_all(
     An error marks the run failed; an interrupt (Ctrl-C, SIGTERM, SIGKILL) leaves it running,
     so the next start resumes it.
     """
+    from leadml.batch.rejects import leads_refused, rejects_writer
+
     grades: Counter = Counter()
     progress(0, total)
     try:
         for scores in chunks:
-            if len(scores):
-                grades += write_chunk(url, state, lock, scores)
+            rejects = scores.attrs.get("rejects")
+            bad = 0 if rejects is None else len(rejects)
+            if len(scores) or bad:
+                extra = rejects_writer(rejects) if bad else None
+                grades += write_chunk(url, state, lock, scores, extra)
+                state.rows_rejected += bad
+                state.leads_refused += leads_refused(rejects) if bad else 0
                 progress(sum(grades.values()), total)
     except Exception as exc:
         finish_run(url, state.run_id, FAILED, f"{type(exc).__name__}: {exc}"[:1000], state.out)
@@ -60,18 +70,26 @@ def write_chunk(
     extra: ChunkExtra | None = None,
 ) -> Counter:
     """History rows, current-score upserts and the run's progress marker: one transaction."""
-    ids = scores["lead_id"].to_numpy()
-    first, last = sql.py_value(ids[0]), sql.py_value(ids[-1])
-    if _not_after(first, state.last_lead_id):
+    ids = scores["lead_id"].to_numpy() if len(scores) else None
+    page_last = scores.attrs.get("last_lead_id")
+    if ids is None:  # every lead of the page was refused: only its rejects and the marker
+        first = last = sql.py_value(page_last) if page_last is not None else state.last_lead_id
+    else:
+        first, last = sql.py_value(ids[0]), sql.py_value(ids[-1])
+        last = sql.py_value(page_last) if page_last is not None else last
+    if (ids is not None or page_last is not None) and _not_after(first, state.last_lead_id):
         raise ScoringError(
             f"table '{state.out.history}': chunk starting at lead_id {first!r} is not past the "
             f"run's marker {state.last_lead_id!r} (chunks must come in lead_id order)"
         )
-    chunk_grades = Counter(scores["grade"].astype(str).value_counts().to_dict())
+    chunk_grades = (
+        Counter(scores["grade"].astype(str).value_counts().to_dict()) if len(scores) else Counter()
+    )
     grades = state.grades + chunk_grades
     with sql.transaction(url, table=state.out.history) as conn:
-        score_tables.insert_history(conn, state.out, state.run_id, scores)
-        score_tables.upsert_current(conn, state.out, state.run_id, first, last)
+        if len(scores):
+            score_tables.insert_history(conn, state.out, state.run_id, scores)
+            score_tables.upsert_current(conn, state.out, state.run_id, first, last)
         if extra is not None:
             extra(conn, state, scores)
         run_rows.update_run(

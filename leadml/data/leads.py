@@ -185,23 +185,29 @@ def _read_all(conn: Connection, query: str) -> pd.DataFrame:
 
 
 def iter_leads_keyset(
-    tables: LeadTables, chunk_size: int, after: object = None, where_sql: str | None = None
+    tables: LeadTables,
+    chunk_size: int,
+    after: object = None,
+    where_sql: str | None = None,
+    *,
+    raw: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Validated chunks of leads in lead_id order, paged by key (each page its own short read).
 
     `where_sql` is a trusted condition over the mapped columns of alias `l` (see `open_condition`);
-    `after` resumes past that lead_id.
+    `after` resumes past that lead_id. `raw`: the pages as read (canonical names, not validated),
+    for the batch scorer, which screens them row by row (`schema.screen_page`).
     """
     from leadml.data.io import canonical_leads
 
     while True:
         with sql.connect(tables.url, table=tables.leads.table) as conn:
-            raw = _keyset_page(conn, tables, chunk_size, after, where_sql)
-        if raw.empty:
+            page = _keyset_page(conn, tables, chunk_size, after, where_sql)
+        if page.empty:
             return
-        after = raw["lead_id"].iloc[-1]
-        yield canonical_leads(raw, tables.data)
-        if len(raw) < chunk_size:
+        after = page["lead_id"].iloc[-1]
+        yield page if raw else canonical_leads(page, tables.data)
+        if len(page) < chunk_size:
             return
 
 
@@ -292,15 +298,22 @@ def lead_events(tables: LeadTables, lead_id: object, limit: int | None = None) -
 # ---------------------------------------------------------------- events of a page of leads
 
 
-def events_for(tables: LeadTables, lead_ids: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame | None:
-    """The events of these leads visible at as_of (a key range when ids are dense, else IN lists)."""
+def events_for(
+    tables: LeadTables, lead_ids: pd.Series, as_of: pd.Timestamp | None
+) -> pd.DataFrame | None:
+    """The events of these leads visible at as_of (a key range when ids are dense, else IN lists).
+
+    `as_of` None: all their events, as stored (times not parsed), for row-by-row screening: a
+    text time the database cannot compare must not vanish in the SQL.
+    """
     if tables.events is None or not len(lead_ids):
         return None
     ids = lead_ids.to_numpy()
     with sql.connect(tables.url, table=tables.events.table) as conn:
         source, mark = mapped_from(conn, tables.events, "e"), sql.marker(conn)
-        cut = {"as_of": sql.db_time(conn, as_of)}
-        base = f"SELECT * FROM {source} WHERE e.occurred_at <= {mark('as_of')} AND "
+        cut = {} if as_of is None else {"as_of": sql.db_time(conn, as_of)}
+        when = "" if as_of is None else f"e.occurred_at <= {mark('as_of')} AND "
+        base = f"SELECT * FROM {source} WHERE {when}"
         if ids.dtype.kind in "iu" and int(ids.max()) - int(ids.min()) < 4 * len(ids):
             query = f"{base}e.lead_id BETWEEN {mark('lo')} AND {mark('hi')}"
             frame = sql.fetch_frame(
@@ -318,6 +331,8 @@ def events_for(tables: LeadTables, lead_ids: pd.Series, as_of: pd.Timestamp) -> 
     if frame.empty:
         return None
     frame = frame.reset_index(drop=True)
+    if as_of is None:
+        return frame
     if not pd.api.types.is_datetime64_any_dtype(frame["occurred_at"]):
         parsed = pd.to_datetime(frame["occurred_at"], format="ISO8601", utc=True)
         frame["occurred_at"] = parsed.dt.tz_localize(None)
@@ -384,7 +399,7 @@ def selection_where(
     A condition over alias `l` of the mapped leads SELECT (see `iter_leads_keyset`).
     """
     has_time = tables.leads.has("created_at")
-    parts = [open_condition(conn, tables)]
+    parts = ["l.lead_id IS NOT NULL", open_condition(conn, tables)]
     parts += [f"l.created_at <= {sql.time_literal(as_of)}"] if has_time else []
     if since is None:
         return " AND ".join(parts)
@@ -433,3 +448,56 @@ def id_bounds(url: str, query: str) -> tuple[object, object]:
             conn, f"SELECT MIN(lead_id) AS lo, MAX(lead_id) AS hi FROM ({query}) q"
         )
     return sql.py_value(frame["lo"].iloc[0]), sql.py_value(frame["hi"].iloc[0])
+
+
+# ---------------------------------------------------------------- rows the selection cannot see
+
+
+def skipped_rows(tables: LeadTables, as_of: pd.Timestamp, limit: int) -> pd.DataFrame:
+    """Lead rows the batch selection's SQL passes over for a bad value, as read (at most `limit`):
+    no lead_id, a duplicated lead_id, a status outside open/converted/disqualified, or an open
+    lead whose created_at is missing or not comparable with as_of (text, future). The batch
+    scorer screens them (`schema.screen_page`) so none vanishes without a reject."""
+    with sql.connect(tables.url, table=tables.leads.table) as conn:
+        source = mapped_from(conn, tables.leads, "l")
+        inner = mapped_from(conn, tables.leads, "d")
+        bad = [
+            "l.lead_id IS NULL",
+            f"l.lead_id IN (SELECT d.lead_id FROM {inner} GROUP BY d.lead_id HAVING COUNT(*) > 1)",
+        ]
+        if tables.leads.has("status"):
+            known = ", ".join(f"'{s}'" for s in ("open", "converted", "disqualified"))
+            bad.append(f"l.status IS NULL OR LOWER(TRIM(CAST(l.status AS TEXT))) NOT IN ({known})")
+        if tables.leads.has("created_at"):
+            late = f"l.created_at IS NULL OR NOT (l.created_at <= {sql.time_literal(as_of)})"
+            bad.append(f"({open_condition(conn, tables)}) AND ({late})")
+        where = " OR ".join(f"({b})" for b in bad)
+        return sql.fetch_frame(conn, f"SELECT * FROM {source} WHERE {where} LIMIT {int(limit)}")
+
+
+def orphan_events(tables: LeadTables, limit: int) -> pd.DataFrame | None:
+    """Events without a lead_id or whose lead is not in the leads table (at most `limit`)."""
+    if tables.events is None:
+        return None
+    with sql.connect(tables.url, table=tables.events.table) as conn:
+        events = mapped_from(conn, tables.events, "e")
+        leads = mapped_from(conn, tables.leads, "l")
+        query = (
+            f"SELECT * FROM {events} WHERE e.lead_id IS NULL OR NOT EXISTS "
+            f"(SELECT 1 FROM {leads} WHERE l.lead_id = e.lead_id) LIMIT {int(limit)}"
+        )
+        return sql.fetch_frame(conn, query)
+
+
+def stale_data_note(tables: LeadTables, as_of: pd.Timestamp, horizon_days: float) -> str | None:
+    """A warning when as_of lies more than the horizon past the data's last event (the batch
+    summary and the service's pages say it the same way)."""
+    end = data_end(tables)
+    if end is None or as_of - end <= pd.Timedelta(days=horizon_days):
+        return None
+    days = (as_of - end) / pd.Timedelta(days=1)
+    return (
+        f"as_of {as_of:%Y-%m-%d %H:%M} is {days:,.0f} days past the data's last event "
+        f"({end:%Y-%m-%d %H:%M}), more than the {horizon_days:g}-day horizon: every lead looks "
+        "inactive and scores low; is the data current? (pass --as-of to score as of another time)"
+    )

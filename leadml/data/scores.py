@@ -128,6 +128,8 @@ def score_tables(id_kind: str = "int", schema: str | None = None) -> MetaData:
         Column("lead_id", lead_id, nullable=True),
         Column("rule", Text, nullable=False),
         Column("values", Text),
+        Column("table_name", Text),  # leads or lead_events: which row broke the rule
+        Column("column_name", Text),
         Column("created_at", DateTime, nullable=False),
         Index("ix_scoring_rejects_run_id", "run_id"),
     )
@@ -151,6 +153,7 @@ def _runs_table(md: MetaData, lead_id) -> Table:
         Column("status", Text, nullable=False),
         Column("leads_selected", BigInteger),
         Column("leads_scored", BigInteger, nullable=False),
+        Column("rows_rejected", BigInteger),  # rows in scoring_rejects for this run
         Column("grade_counts", Text),
         Column("last_lead_id", lead_id),
         Column("chunks", Integer),
@@ -288,20 +291,26 @@ def upsert_current(
 def insert_rejects(
     conn: Connection, out: OutputTables, run_id: str, rejects: pd.DataFrame, at: pd.Timestamp
 ) -> None:
-    """Append refused rows (columns lead_id (may be null), rule, values) to scoring_rejects."""
+    """Append refused rows (columns lead_id (may be null), rule, values; optional table_name,
+    column_name) to scoring_rejects."""
     if rejects.empty:
         return
-    lead_ids = rejects["lead_id"] if "lead_id" in rejects else pd.Series([None] * len(rejects))
+    n = len(rejects)
+    lead_ids = rejects["lead_id"] if "lead_id" in rejects else pd.Series([None] * n)
     shown = [None if v is None else str(v)[:REJECT_VALUES_CHARS] for v in _plain(rejects["values"])]
+    where = [
+        _plain(rejects[c]) if c in rejects else [None] * n for c in ("table_name", "column_name")
+    ]
     rows = zip(
-        [run_id] * len(rejects),
+        [run_id] * n,
         [_reject_id(v) for v in _plain(lead_ids)],
         rejects["rule"].astype(str).tolist(),
         shown,
-        [pd.Timestamp(at).strftime("%Y-%m-%d %H:%M:%S.%f")] * len(rejects),
+        *where,
+        [pd.Timestamp(at).strftime("%Y-%m-%d %H:%M:%S.%f")] * n,
         strict=True,
     )
-    columns = ["run_id", "lead_id", "rule", "values", "created_at"]
+    columns = ["run_id", "lead_id", "rule", "values", "table_name", "column_name", "created_at"]
     sql.bulk_insert(conn, out.rejects, columns, rows)
 
 
@@ -381,6 +390,42 @@ def _key(lead_id: object, integer: bool) -> object | None:
     if not integer:
         return text_id
     return int(text_id) if text_id.lstrip("-").isdigit() and len(text_id) < 19 else None
+
+
+def reject_counts(url: str, out: OutputTables, limit: int = 10) -> list[dict]:
+    """The latest runs, newest first: run_id, started_at, status, leads_scored, rows_rejected
+    (from scoring_rejects when the run did not record it); [] without scoring_runs."""
+    with sql.connect(url, table=out.runs) as conn:
+        if not sql.has_table(conn, out.runs):
+            return []
+        runs = sql.fetch_frame(conn, f"SELECT * FROM {sql.quote_table(conn, out.runs)}")
+        counted = {}
+        if sql.has_table(conn, out.rejects):
+            counts = sql.fetch_frame(
+                conn,
+                f"SELECT run_id, COUNT(*) AS n FROM {sql.quote_table(conn, out.rejects)} "
+                "GROUP BY run_id",
+            )
+            counted = dict(zip(counts["run_id"], counts["n"], strict=True))
+    if not len(runs):
+        return []
+    runs = runs.iloc[np.argsort(-to_naive_utc(runs["started_at"]).to_numpy().astype("int64"))]
+    rows = []
+    for run in runs.head(limit).to_dict("records"):
+        recorded = run.get("rows_rejected")
+        rejected = (
+            counted.get(run["run_id"], 0) if recorded is None or pd.isna(recorded) else recorded
+        )
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "started_at": str(run["started_at"]),
+                "status": run["status"],
+                "leads_scored": int(run["leads_scored"] or 0),
+                "rows_rejected": int(rejected),
+            }
+        )
+    return rows
 
 
 def latest_run(url: str, out: OutputTables) -> dict | None:

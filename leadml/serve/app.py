@@ -29,6 +29,7 @@ from leadml.bundle import LeadModel
 from leadml.config import Config
 from leadml.errors import DataSourceError, LeadmlError, ModelError
 from leadml.predict import load_model, model_ref, score_matrix, score_one
+from leadml.serve.limits import BodyTimeoutMiddleware
 from leadml.serve.metrics import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
 from leadml.serve.models import (
     BatchResponse,
@@ -51,7 +52,12 @@ from leadml.tracking.registry import default_model_ref
 
 log = logging.getLogger("leadml.serve")
 API_KEY_ENV = "LEADML_API_KEY"
-ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 413, 422)}
+ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 408, 413, 422)}
+# The pages answer their errors as HTML pages: the spec says so.
+PAGE_ERRORS = {
+    c: {"description": "An error page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    for c in (400, 401, 404, 408, 413, 422)
+}
 
 
 class ModelSlot:
@@ -92,8 +98,9 @@ def load_for_serving(ref: str, config: Config) -> LeadModel:
 
 def warmed(model: LeadModel, ref: str) -> LeadModel:
     """Score a blank lead once, so the first request is not slow and a broken model is refused."""
+    blank = dict.fromkeys(model.spec.attribute_columns) | {"lead_id": 0, "created_at": "2024-01-01"}
     try:
-        score_one(model, {"lead_id": 0, "created_at": "2024-01-01"}, [], "2024-01-02")
+        score_one(model, blank, [], "2024-01-02")
     except Exception as exc:  # noqa: BLE001 - any failure here means the bundle cannot serve
         raise ModelError(
             f"model at {ref} failed a test prediction: {type(exc).__name__}: {exc}"
@@ -124,14 +131,22 @@ def run_server(
 
     _configure_logging()
     app = create_app(model_ref, db_url, config)
-    uvicorn.run(
-        app,
-        host=host or config.serve.host,
-        port=port or config.serve.port,
-        access_log=False,  # our own access line logs the path without the query string
-        log_config=None,
-        server_header=False,
-    )
+    uvicorn.run(app, **uvicorn_settings(config, host, port))
+
+
+def uvicorn_settings(config: Config, host: str | None = None, port: int | None = None) -> dict:
+    """uvicorn's keyword arguments: address, and the limits of config serve.* (body reads are
+    timed by BodyTimeoutMiddleware, which uvicorn cannot do)."""
+    serve = config.serve
+    return {
+        "host": host or serve.host,
+        "port": port or serve.port,
+        "access_log": False,  # our own access line: path without query string, values escaped
+        "log_config": None,
+        "server_header": False,
+        "timeout_keep_alive": serve.keep_alive_timeout_s,
+        "limit_concurrency": serve.max_connections,
+    }
 
 
 def _configure_logging() -> None:
@@ -159,26 +174,35 @@ def create_app(model_ref: str | Path | None, db_url: str | None, config: Config)
         slot.current.spec, slot.current.metadata, config.data, config.serve.unknown_fields
     )
     models = build_request_models(slot.current.spec, config.serve.max_batch, stored)
-    app = FastAPIOffline(
+    api_key = os.environ.get(API_KEY_ENV) or None
+    # With a key, the docs and the spec (which list the model's lead columns) close too,
+    # unless serve.open_docs keeps them open; /static (CSS), /healthz, /readyz, /metrics stay open.
+    docs = api_key is None or config.serve.open_docs
+    closed = {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = (FastAPIOffline if docs else FastAPI)(
         title="leadml scorer",
         version=__version__,
         description="Calibrated 1-100 lead scores with reasons in score points.",
         lifespan=_lifespan(slot, metrics),
+        **({} if docs else closed),
     )
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, store
-    api_key = os.environ.get(API_KEY_ENV) or None
     guard = _api_key_guard(api_key)
     app.include_router(_api_router(slot, metrics, store, models), dependencies=guard)
     app.include_router(history_router(slot, store.url, config), dependencies=guard)
     app.include_router(_admin_router(slot, metrics), dependencies=guard)
     app.include_router(_ops_router(slot, metrics))
     app.include_router(
-        page_router(slot, store, config, keyed=api_key is not None), dependencies=guard
+        page_router(slot, store, config, keyed=api_key is not None),
+        dependencies=[Depends(single_query_values), *_api_key_guard(api_key, pages=True)],
+        responses=PAGE_ERRORS,
     )
     _mount_static(app)
     _install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.serve.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    serve = config.serve
+    app.add_middleware(BodyTimeoutMiddleware, seconds=serve.body_timeout_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=serve.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, log_format=serve.access_log)
     return app
 
 
@@ -327,21 +351,47 @@ def _ops_router(slot: ModelSlot, metrics: ServeMetrics) -> APIRouter:
 # ---------------------------------------------------------------- key, limits, errors
 
 
-def _api_key_guard(expected: str | None) -> list:
-    """No key configured: no guard. Otherwise X-API-Key, ?api_key= or the pages' cookie."""
+def single_query_values(request: Request) -> None:
+    """The pages take the query parameters their spec declares (and api_key), each once: an
+    unknown one or one given twice (?grade=hot&grade=cold) is refused, not silently dropped
+    or read as its last value."""
+    route = request.scope.get("route")
+    known = {"api_key"} | _query_names(getattr(route, "dependant", None))
+    names = [k for k, _ in request.query_params.multi_items()]
+    unknown = sorted({n[:50] for n in names if n not in known})[:5]
+    repeated = sorted({n[:50] for n in names if names.count(n) > 1})[:5]
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s) {unknown}; known: {sorted(known)}")
+    if repeated:
+        raise HTTPException(422, f"query parameter(s) {repeated} given more than once")
+
+
+def _query_names(dependant) -> set[str]:
+    """The query parameters a route and its dependencies declare."""
+    if dependant is None:
+        return set()
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _api_key_guard(expected: str | None, *, pages: bool = False) -> list:
+    """No key configured: no guard. Otherwise the X-API-Key header; the pages also take their
+    cookie or ?api_key= (a browser link), the JSON API never a key in the URL, where proxies
+    and browser histories would keep it."""
     if not expected:
         return []
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
     want = expected.encode()
+    where = "the X-API-Key header" + (" (or ?api_key= once, for the pages)" if pages else "")
 
     def require_api_key(request: Request, x_api_key: str | None = Security(header)) -> None:
-        given = x_api_key or request.query_params.get("api_key") or request.cookies.get(KEY_COOKIE)
+        given = x_api_key
+        if pages and not given:
+            given = request.query_params.get("api_key") or request.cookies.get(KEY_COOKIE)
         if not given or not secrets.compare_digest(given.encode(), want):
-            raise HTTPException(
-                401,
-                "missing or wrong API key: send it in the X-API-Key header "
-                "(or ?api_key= for the pages)",
-            )
+            raise HTTPException(401, f"missing or wrong API key: send it in {where}")
 
     return [Depends(require_api_key)]
 

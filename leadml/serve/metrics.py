@@ -3,12 +3,17 @@ counts requests by route template and status and times them.
 
 Routes are labelled by their template (`/v1/leads/{lead_id}`), never by the raw path, so
 the label set stays small and no lead data reaches the metrics. The same middleware writes
-the one access-log line per request (method, path without query string, status, time).
+the one access-log line per request (method, path without query string, status, time): as
+text, or as one JSON object (config serve.access_log). Every client-supplied value in it is
+escaped (CR, LF, NUL and every other control character become visible `\\xNN` escapes) and
+cut short first, so no client can forge a log line or flood the log.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from collections.abc import Iterable
 
@@ -19,6 +24,24 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0
 SCORE_BUCKETS = tuple(range(10, 101, 10))
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 access_log = logging.getLogger("leadml.serve.access")
+LOGGED_CHARS = 200  # a client-supplied value is cut to this many characters before logging
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+
+
+def log_safe(value: object, limit: int = LOGGED_CHARS) -> str:
+    """A client-supplied value as one harmless log token: control characters (and the
+    backslash, so escapes cannot be faked) escaped, then cut to `limit` characters."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text[: limit * 4]  # bound the work before escaping
+    escaped = _CONTROL.sub(_escape, text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    if code == 0x5C:  # the backslash itself
+        return "\\\\"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class ServeMetrics:
@@ -73,9 +96,10 @@ class ServeMetrics:
 class MetricsMiddleware:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path)."""
 
-    def __init__(self, app, metrics: ServeMetrics) -> None:
+    def __init__(self, app, metrics: ServeMetrics, log_format: str = "text") -> None:
         self.app = app
         self.metrics = metrics
+        self.log_format = log_format
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -99,4 +123,25 @@ class MetricsMiddleware:
         template = getattr(route, "path", None) or "unmatched"
         self.metrics.requests.labels(scope["method"], template, str(status)).inc()
         self.metrics.latency.labels(template).observe(seconds)
-        access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, seconds * 1e3)
+        if self.log_format != "off":
+            access_log.info("%s", access_line(scope, status, seconds, self.log_format))
+
+
+def access_line(scope: dict, status: int, seconds: float, log_format: str = "text") -> str:
+    """One access-log line: method, path (no query string), status, time; every client value
+    escaped and cut (`log_safe`). JSON adds the client address, user agent and request id."""
+    method, path = log_safe(scope.get("method", ""), 20), log_safe(scope.get("path", ""))
+    if log_format != "json":
+        return f"{method} {path} {status} {seconds * 1e3:.1f}ms"
+    headers = dict(scope.get("headers") or ())
+    client = scope.get("client") or ("", 0)
+    record = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "ms": round(seconds * 1e3, 1),
+        "client": log_safe(client[0], 64),
+        "user_agent": log_safe(headers.get(b"user-agent", b"")),
+        "request_id": log_safe(headers.get(b"x-request-id", b""), 100),
+    }
+    return json.dumps(record, ensure_ascii=True)

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    WithJsonSchema,
     create_model,
 )
 
@@ -49,11 +50,21 @@ def _category_text(value: object) -> object:
 
 
 def _naive_utc(value: datetime) -> datetime:
-    """Timestamps as naive UTC (the canonical time zone) within a sane range."""
+    """Timestamps as naive UTC (the canonical time zone) within a sane range, judged as written
+    (before any offset is applied), as the spec's pattern on the year says."""
+    if not EARLIEST <= value.replace(tzinfo=None) < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return value
+
+
+def _timestamp_text(value: object) -> object:
+    """Timestamps come as ISO 8601 text: a number (0, or "1700000000") is not read as Unix time."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 timestamp text, e.g. 2024-05-01T09:30:00Z")
     return value
 
 
@@ -66,12 +77,42 @@ def _lead_id(value: object) -> object:
     raise ValueError("must be an integer or a non-empty text of at most 200 characters")
 
 
+CATEGORY_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "maxLength": 500},
+        {"type": "integer"},
+        {"type": "boolean"},
+        {"type": "null"},
+    ],
+    "description": "a category: text, or an integer or boolean read as its text",
+}
 Category = Annotated[
-    Annotated[str, StringConstraints(max_length=500)] | None, BeforeValidator(_category_text)
+    Annotated[str, StringConstraints(max_length=500)] | None,
+    BeforeValidator(_category_text),
+    WithJsonSchema(CATEGORY_SCHEMA),
 ]
 Number = Annotated[float, Strict(), AllowInfNan(False)] | None
-Timestamp = Annotated[datetime, AfterValidator(_naive_utc)]
-LeadId = Annotated[int | str, BeforeValidator(_lead_id)]
+# The spec states what the validators hold: ISO 8601 text with a year 1900-2199 (before 2200).
+TIMESTAMP_SCHEMA = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^(19|20|21)\d\d-",
+    "description": "ISO 8601 date-time (UTC unless an offset is given), from 1900 to before 2200",
+}
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp_text),
+    AfterValidator(_naive_utc),
+    WithJsonSchema(TIMESTAMP_SCHEMA),
+]
+LEAD_ID_SCHEMA = {
+    "anyOf": [
+        {"type": "integer"},
+        {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
+    ],
+    "description": "an integer, or a text with at least one non-blank character (at most 200)",
+}
+LeadId = Annotated[int | str, BeforeValidator(_lead_id), WithJsonSchema(LEAD_ID_SCHEMA)]
 EventType = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
