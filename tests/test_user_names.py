@@ -238,6 +238,11 @@ def test_serve_reads_and_scores_the_users_rows(scored, monkeypatch):
         assert by_source.status_code == 200 and f"/leads/{lead_id}" in by_source.text
         page = client.get(f"/leads/{lead_id}")
         assert page.status_code == 200 and row["Name"] in page.text
+        store = client.app.state.store
+        assert (
+            store.stale_note(config.snapshots.horizon_days) is None
+        )  # scored as of the data's end
+        assert "past the data's last event" in store.stale_note(horizon_days=0.01)
 
 
 def _events_of(touches: pd.DataFrame, lead_id: int) -> list[dict]:

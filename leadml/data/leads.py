@@ -339,23 +339,6 @@ def events_for(
     return frame
 
 
-def last_activity(conn: Connection, tables: LeadTables, lead_ids: list) -> dict:
-    """lead_id -> time of its latest event, for a page of leads."""
-    if not lead_ids or tables.events is None:
-        return {}
-    mark, out = sql.marker(conn), {}
-    for names in sql.in_batches(lead_ids):
-        marks = ", ".join(mark(k) for k in names)
-        frame = sql.fetch_frame(
-            conn,
-            f"SELECT e.lead_id, MAX(e.occurred_at) AS last FROM {mapped_from(conn, tables.events, 'e')} "
-            f"WHERE e.lead_id IN ({marks}) GROUP BY e.lead_id",
-            names,
-        )
-        out.update(zip(frame.get("lead_id", []), frame.get("last", []), strict=True))
-    return out
-
-
 def data_end(tables: LeadTables) -> pd.Timestamp | None:
     """The latest event (or, without events, lead creation) time in the database."""
     with sql.connect(tables.url, table=tables.leads.table) as conn:
@@ -368,20 +351,6 @@ def data_end(tables: LeadTables) -> pd.Timestamp | None:
         value = sql.fetch_frame(conn, query)["t"]
     stamp = to_naive_utc(value).iloc[0] if len(value) else pd.NaT
     return None if pd.isna(stamp) else stamp
-
-
-def distinct_values(
-    conn: Connection, tables: LeadTables, column: str, limit: int = 200
-) -> list[str]:
-    """Distinct non-null values of one (mapped) leads column, sorted, at most `limit`."""
-    if not tables.leads.has(column):
-        return []
-    col = f"l.{sql.quote_name(conn, column)}"
-    query = (
-        f"SELECT DISTINCT {col} AS v FROM {mapped_from(conn, tables.leads, 'l')} "
-        f"WHERE {col} IS NOT NULL ORDER BY {col} LIMIT {int(limit)}"
-    )
-    return [str(v) for v in sql.fetch_frame(conn, query).get("v", [])]
 
 
 # ---------------------------------------------------------------- the batch scorer's selection

@@ -33,16 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from leadml.data import leads as leads_data
 from leadml.data import sql
-from leadml.data.leads import LeadTables
 from leadml.errors import DataSourceError
 from leadml.schema import (
     HISTORY_FIELDS,
     REJECT_VALUES_CHARS,
     SCORE_FIELDS,
     OutputColumn,
-    naive_utc,
     to_naive_utc,
 )
 
@@ -364,27 +361,6 @@ def stored_score(url: str, out: OutputTables, lead_id: object) -> dict | None:
     return parse_score_row(rows[0]) if rows else None
 
 
-def lead_history(url: str, out: OutputTables, lead_id: object, limit: int = 100) -> list[dict]:
-    """One lead's lead_score_history rows, newest first, with an as_of (stored, else the run's)."""
-    with sql.connect(url, table=out.history) as conn:
-        columns = sql.table_columns(conn, out.history)
-        key = _key(lead_id, columns.get("lead_id", False)) if columns else None
-        if key is None:
-            return []
-        mark, h = sql.marker(conn), sql.quote_table(conn, out.history)
-        runs = "as_of" not in columns and sql.has_table(conn, out.runs)
-        join = (
-            f" LEFT JOIN {sql.quote_table(conn, out.runs)} r ON r.run_id = h.run_id" if runs else ""
-        )
-        as_of = ", r.as_of AS as_of" if runs else ""
-        query = (
-            f"SELECT h.*{as_of} FROM {h} h{join} WHERE h.lead_id = {mark('k')} "
-            f"ORDER BY h.scored_at DESC LIMIT {int(limit)}"
-        )
-        rows = sql.fetch_frame(conn, query, {"k": key}).to_dict("records")
-    return [parse_score_row(r) for r in rows]
-
-
 def _key(lead_id: object, integer: bool) -> object | None:
     text_id = str(lead_id).strip()
     if not integer:
@@ -490,60 +466,3 @@ def observed_history(url: str, out: OutputTables) -> pd.DataFrame:
 
 def _clean(row: dict) -> dict:
     return {k: sql.py_value(v) for k, v in row.items()}
-
-
-def ranked_scores(
-    url: str,
-    out: OutputTables,
-    tables: LeadTables | None,
-    filters: dict[str, str | None],
-    page: int,
-    per_page: int,
-) -> tuple[list[dict], int, int]:
-    """One page of lead_scores, best first, joined to the mapped leads for display columns.
-
-    `filters`: grade, source (a value) and source_col / name_col (mapped leads columns or None).
-    Returns (rows, total, page number clamped to the pages there are).
-    """
-    with sql.connect(url, table=out.scores) as conn:
-        if not sql.has_table(conn, out.scores):
-            return [], 0, 1
-        joined, params = _ranked_from(conn, out, tables, filters)
-        total = int(
-            sql.fetch_frame(conn, f"SELECT COUNT(*) AS n FROM {joined}", params)["n"].iloc[0]
-        )
-        page_no = min(max(page, 1), max(1, -(-total // per_page)))
-        extra = "".join(
-            f", l.{sql.quote_name(conn, filters[key])} AS {alias}"
-            for key, alias in (("name_col", "name"), ("source_col", "source"))
-            if tables is not None and filters.get(key)
-        )
-        query = (
-            f"SELECT s.*{extra} FROM {joined} ORDER BY s.score DESC, s.probability DESC, s.lead_id "
-            f"LIMIT {int(per_page)} OFFSET {int((page_no - 1) * per_page)}"
-        )
-        rows = [parse_score_row(r) for r in sql.fetch_frame(conn, query, params).to_dict("records")]
-        if tables is not None:
-            last = leads_data.last_activity(conn, tables, [r["lead_id"] for r in rows])
-            for row in rows:
-                stamp = last.get(row["lead_id"])
-                row["last_activity"] = None if stamp is None else str(naive_utc(stamp))
-    return rows, total, page_no
-
-
-def _ranked_from(
-    conn: Connection, out: OutputTables, tables: LeadTables | None, filters: dict
-) -> tuple[str, dict]:
-    mark, where, params = sql.marker(conn), [], {}
-    joined = f"{sql.quote_table(conn, out.scores)} s"
-    if tables is not None:
-        joined += (
-            f" LEFT JOIN {leads_data.mapped_from(conn, tables.leads, 'l')} ON l.lead_id = s.lead_id"
-        )
-    if filters.get("grade"):
-        where.append(f"s.grade = {mark('grade')}")
-        params["grade"] = filters["grade"]
-    if tables is not None and filters.get("source") and filters.get("source_col"):
-        where.append(f"l.{sql.quote_name(conn, filters['source_col'])} = {mark('source')}")
-        params["source"] = filters["source"]
-    return joined + (f" WHERE {' AND '.join(where)}" if where else ""), params

@@ -1,12 +1,11 @@
-"""The lead database as the service reads it: stored scores, the ranked list, one lead's row and
-its recent events, one lead's score history. Every read goes through `data/leads.py` (the
+"""The lead database as the service reads it: stored scores, one lead's row and its recent
+events, and whether the latest run's as_of lies past the data (the ranked list and the score
+history are `data/history.py`'s). Every read goes through `data/leads.py` (the
 config's mapping: the user's own table and column names) and `data/scores.py` (the output
 tables beside the leads table); table names come from the config, never from a request.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from leadml.config import DataConfig
 from leadml.data import leads as leads_data
@@ -14,26 +13,9 @@ from leadml.data import scores as scores_data
 from leadml.data import sql
 from leadml.data.io import is_file_source
 from leadml.errors import DataSourceError
+from leadml.schema import naive_utc
 
-NAME_COLUMNS = ("name", "full_name", "contact_name", "company", "company_name")
-SOURCE_COLUMNS = ("source", "lead_source", "channel")
 CORE_COLUMNS = ("lead_id", "created_at", "status", "converted_at")
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of the ranked list and what it took to get there."""
-
-    rows: list[dict]
-    total: int
-    page: int
-    per_page: int
-    sources: list[str]
-    has_scores: bool
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 class LeadStore:
@@ -75,10 +57,6 @@ class LeadStore:
         """The lead_scores row of one lead (JSON parsed), or None (no row, or no table yet)."""
         return self._fresh(lambda: scores_data.stored_score(self._url(), self.out, lead_id))
 
-    def history(self, lead_id: str, limit: int = 100) -> list[dict]:
-        """One lead's lead_score_history rows, newest first."""
-        return self._fresh(lambda: scores_data.lead_history(self._url(), self.out, lead_id, limit))
-
     def lead(self, lead_id: str) -> dict | None:
         """One lead's row under canonical names (ignored columns kept for display), or None."""
         tables = self._fresh(self.tables)
@@ -91,41 +69,16 @@ class LeadStore:
             return []
         return self._fresh(lambda: leads_data.lead_events(tables, lead_id, limit))
 
-    # ------------------------------------------------------------ the ranked list
+    # ------------------------------------------------------------ freshness
 
-    def ranked(self, grade: str | None, source: str | None, page: int, per_page: int) -> Page:
-        """Scored leads, best first, filtered by grade and source, one page at a time."""
+    def stale_note(self, horizon_days: float) -> str | None:
+        """The batch summary's warning for the latest run (its as_of more than the horizon past
+        the data's last event), for the pages' header; None when fresh or nothing was scored."""
         tables = self._fresh(self.tables)
-        columns = list(tables.leads.columns.values()) if tables is not None else []
-        source_col = first_present(SOURCE_COLUMNS, columns)
-        filters = {
-            "grade": grade,
-            "source": source if source_col else None,
-            "source_col": source_col,
-            "name_col": first_present(NAME_COLUMNS, columns),
-        }
-
-        def read() -> Page:
-            url = self._url()
-            sources = self._sources(tables, source_col)
-            with sql.connect(url, table=self.out.scores) as conn:
-                has_scores = sql.has_table(conn, self.out.scores)
-            if not has_scores:
-                return Page([], 0, 1, per_page, sources, has_scores=False)
-            rows, total, page_no = scores_data.ranked_scores(
-                url, self.out, tables, filters, page, per_page
-            )
-            return Page(rows, total, page_no, per_page, sources, has_scores=True)
-
-        return self._fresh(read)
-
-    def _sources(self, tables: leads_data.LeadTables | None, column: str | None) -> list[str]:
-        if tables is None or not column:
-            return []
-        with sql.connect(tables.url, table=tables.leads.table) as conn:
-            return leads_data.distinct_values(conn, tables, column)
-
-
-def first_present(candidates: tuple[str, ...], columns) -> str | None:
-    """The first candidate name that is among `columns`."""
-    return next((c for c in candidates if c in columns), None)
+        if tables is None:
+            return None
+        run = self._fresh(lambda: scores_data.latest_run(self._url(), self.out))
+        as_of = naive_utc(run.get("as_of")) if run else None
+        if as_of is None:
+            return None
+        return self._fresh(lambda: leads_data.stale_data_note(tables, as_of, horizon_days))
