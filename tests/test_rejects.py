@@ -386,3 +386,28 @@ def test_monitor_shows_rejects_per_run_and_alerts_when_they_rise(database, train
     assert rejects_alert(runs[1:], 0.01) is None
     steady = [dict(runs[0], run_id="later"), *runs]
     assert rejects_alert(steady, 0.5) is None  # as many as before: no rise
+
+
+def test_another_engine_runs_only_on_data_without_rejects(database, trained_bundle, frames):
+    """An engine that writes no rejects (Spark) is refused bad data before anything is written."""
+    from leadml.batch import local_source
+
+    kind, url = database
+    leads, events, _, victim = _spoiled(frames, unknown_status, kind)
+    _write(url, leads, events)
+    calls = []
+
+    def engine(plan):
+        calls.append(plan)
+        yield from local_source(plan)
+
+    options = ScoreOptions(url=url, model_ref=str(trained_bundle), as_of=AS_OF, all_leads=True)
+    with pytest.raises(
+        RejectedRowsError, match=f"Spark engine writes no scoring_rejects.*lead {victim}"
+    ):
+        run_scoring(_config(), options, source=engine)
+    assert calls == []
+    with engine_for(url).begin() as conn:
+        conn.execute(text("UPDATE leads SET status = 'open' WHERE status = 'weird'"))
+    summary = run_scoring(_config(), options, source=engine)
+    assert len(calls) == 1 and summary.scored == len(_open_ids(frames[0]))
