@@ -26,19 +26,8 @@ from leadml.explain import (
     score_and_points,
 )
 from leadml.features import build_features, build_row
+from leadml.schema import SCORE_COLUMNS
 from leadml.tracking.registry import default_model_ref, download_bundle, is_registry_ref
-
-SCORE_COLUMNS = [
-    "lead_id",
-    "probability",
-    "score",
-    "grade",
-    "reasons",
-    "model_version",
-    "scored_at",
-    "fit_points",
-    "engagement_points",
-]
 
 
 def load_model(path_or_uri: str | Path, config: Config | None = None) -> LeadModel:
