@@ -82,6 +82,7 @@ class OriginResult:
     block: np.ndarray
     margins: dict[str, np.ndarray]
     rounds: int | None = None
+    linear: object = None  # the logistic fit, a warm start for the next origin and the final
 
 
 @dataclass
@@ -96,6 +97,7 @@ class ForwardFit:
     oot_margin: np.ndarray  # the ensemble's out-of-time margin on them
     oot_block: np.ndarray  # which block each of them is in
     summary: dict = field(default_factory=dict)
+    start: object = None  # the latest origin's logistic fit (warm start for the final one)
 
     @property
     def kept(self) -> list[str]:
@@ -103,13 +105,18 @@ class ForwardFit:
 
 
 def fit_origin(
-    X: np.ndarray, y: np.ndarray, origin: Origin, spec: FeatureSpec, cfg: ModelConfig
+    X: np.ndarray,
+    y: np.ndarray,
+    origin: Origin,
+    spec: FeatureSpec,
+    cfg: ModelConfig,
+    previous: OriginResult | None = None,
 ) -> OriginResult:
     """Every candidate fitted before the origin and scored on its block (never tuned on it)."""
     fit, block = origin.fit, origin.block
     X_fit, y_fit, X_b = X[fit], y[fit], X[block]
     margins: dict[str, np.ndarray] = {}
-    rounds = None
+    rounds, linear = None, None
     for name in dict.fromkeys(cfg.candidates):
         if name == "lightgbm":
             a, b = origin.stop_fit, origin.stop
@@ -117,11 +124,12 @@ def fit_origin(
             rounds = int(model.booster.best_iteration or model.booster.current_iteration())
             rounds = max(1, round(rounds * len(fit) / max(len(a), 1)))  # per fit row count
         elif name == "logistic":
-            model = fit_logistic(X_fit, y_fit, spec, cfg)
+            start = previous.linear if previous is not None else None
+            model = linear = fit_logistic(X_fit, y_fit, spec, cfg, start)
         else:
             model = fit_naive_bayes(X_fit, y_fit, spec, cfg)
         margins[name] = model.margin(X_b)
-    return OriginResult(len(fit), block, margins, rounds)
+    return OriginResult(len(fit), block, margins, rounds, linear)
 
 
 def stack(
@@ -185,11 +193,10 @@ def forward_validate(
     cfg: ModelConfig,
 ) -> ForwardFit:
     """Fit the candidates on every usable origin, stack their out-of-time margins."""
-    results = [
-        fit_origin(X, y, o, spec, cfg)
-        for o in origins
-        if all(_two_classes(y[rows]) for rows in (o.fit, o.block, o.stop_fit, o.stop))
-    ]
+    results: list[OriginResult] = []
+    for o in origins:
+        if all(_two_classes(y[rows]) for rows in (o.fit, o.block, o.stop_fit, o.stop)):
+            results.append(fit_origin(X, y, o, spec, cfg, results[-1] if results else None))
     if not results:
         raise TrainingError(
             f"no forward origin has both classes in its fit rows and its block "
@@ -203,6 +210,7 @@ def forward_validate(
     w = np.array([weights[n] for n in names])
     rounds = _final_rounds(results, len(y), cfg)
     fwd = ForwardFit(names, weights, intercept, rounds, rows, intercept + M @ w, blocks)
+    fwd.start = results[-1].linear
     fwd.summary = _summary(results, y, names, weights)
     return fwd
 
@@ -216,7 +224,7 @@ def fit_ensemble(
         if name == "lightgbm":
             parts.append(fit_lightgbm_rounds(X, y, spec, cfg, fwd.rounds or 1))
         elif name == "logistic":
-            parts.append(fit_logistic(X, y, spec, cfg))
+            parts.append(fit_logistic(X, y, spec, cfg, fwd.start))
         else:
             parts.append(fit_naive_bayes(X, y, spec, cfg))
     return EnsembleModel(parts, [fwd.weights[n] for n in fwd.kept], fwd.intercept, fwd.kept)
@@ -225,17 +233,30 @@ def fit_ensemble(
 def calibration_margin(fwd: ForwardFit, final: EnsembleModel, X: np.ndarray) -> np.ndarray:
     """The out-of-time margins, block by block, moved to the shipped model's level there.
 
-    Within a block the order (and spread) is out of time; the block's mean is the shipped
-    model's own on those rows. A calibrator fitted on these maps the shipped model's margins,
+    Within a block the order (and spread) is out of time; the block's mean probability is the
+    shipped model's own on those rows. A calibrator fitted on these maps the shipped model's margins,
     so a base rate that moved before the test period is neither missed nor counted twice (the
     forward models saw less of the new rate than the shipped one has).
     """
     z = fwd.oot_margin.copy()
-    level = final.margin(X[fwd.oot_rows])
+    level = 1.0 / (1.0 + np.exp(-final.margin(X[fwd.oot_rows])))
     for k in np.unique(fwd.oot_block):
         rows = fwd.oot_block == k
-        z[rows] += level[rows].mean() - z[rows].mean()
+        z[rows] += _shift_to_mean(z[rows], float(level[rows].mean()))
     return z
+
+
+def _shift_to_mean(z: np.ndarray, target: float) -> float:
+    """The log-odds shift d with mean(sigmoid(z + d)) == target (Newton; levels in probability,
+    not in log-odds, where a model's spread would move the mean)."""
+    d = 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(z + d)))
+        step = (p.mean() - target) / max(float((p * (1 - p)).mean()), 1e-9)
+        d -= step
+        if abs(step) < 1e-10:
+            break
+    return d
 
 
 def _final_rounds(results: list[OriginResult], rows: int, cfg: ModelConfig) -> int | None:

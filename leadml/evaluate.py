@@ -138,7 +138,13 @@ class LightGBMBaseline:
         return self.booster.predict(X, num_threads=self.threads)
 
 
-PEER_LGB_PARAMS = {"objective": "binary", "verbosity": -1, "deterministic": True}
+PEER_LGB_PARAMS = {
+    "objective": "binary",
+    "verbosity": -1,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+PEER_LGB_ROUNDS, PEER_LGB_PATIENCE = 500, 20
 
 
 def fit_lightgbm_baseline(
@@ -160,9 +166,9 @@ def fit_lightgbm_baseline(
     probe = lgb.train(
         params,
         train,
-        num_boost_round=1000,
+        num_boost_round=PEER_LGB_ROUNDS,
         valid_sets=[valid],
-        callbacks=[lgb.early_stopping(50, verbose=False)],
+        callbacks=[lgb.early_stopping(PEER_LGB_PATIENCE, verbose=False)],
     )
     rounds = max(1, round((probe.best_iteration or 1) * len(y) / max(len(fit), 1)))
     data = lgb.Dataset(X, y, categorical_feature=cats)
