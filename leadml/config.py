@@ -139,8 +139,8 @@ class ModelConfig(_Frozen):
     logistic_c: float = Field(0.1, gt=0)
     refit: Literal["auto", "always", "never"] = Field(
         "auto",
-        description="refit the chosen candidate on training + validation rows; auto: when the "
-        "screen finds drift, i.e. when the latest period holds what training lacks",
+        description="no longer used (kept so older configs still load): the ensemble's members "
+        "are always fitted on all pre-test rows and calibrated on their out-of-time margins",
     )
     seed: int = 42
     threads: int = Field(0, ge=0, description="0: LightGBM's default")
