@@ -189,7 +189,11 @@ def create_app(model_ref: str | Path | None, db_url: str | None, config: Config)
     app.state.slot, app.state.metrics, app.state.store = slot, metrics, store
     guard = _api_key_guard(api_key)
     app.include_router(_api_router(slot, metrics, store, models), dependencies=guard)
-    app.include_router(history_router(slot, store.url, config), dependencies=guard)
+    app.include_router(
+        history_router(slot, store.url, config),
+        dependencies=[Depends(single_query_values), *guard],
+        responses=ERRORS,
+    )
     app.include_router(_admin_router(slot, metrics), dependencies=guard)
     app.include_router(_ops_router(slot, metrics))
     app.include_router(

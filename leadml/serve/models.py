@@ -68,11 +68,14 @@ def _timestamp_text(value: object) -> object:
     return value
 
 
+ASCII_SPACE = " \t\n\r\f\v"  # what a blank id is made of (the spec's pattern says the same)
+
+
 def _lead_id(value: object) -> object:
     """An integer or a short non-empty text; one clear message otherwise."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and 0 < len(value.strip()) <= 200:
+    if isinstance(value, str) and len(value.strip(ASCII_SPACE)) > 0 and len(value) <= 200:
         return value
     raise ValueError("must be an integer or a non-empty text of at most 200 characters")
 
@@ -108,7 +111,7 @@ Timestamp = Annotated[
 LEAD_ID_SCHEMA = {
     "anyOf": [
         {"type": "integer"},
-        {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
+        {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"[^ \t\n\r\f\v]"},
     ],
     "description": "an integer, or a text with at least one non-blank character (at most 200)",
 }

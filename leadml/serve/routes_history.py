@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from leadml.calllist import calllist_json, split_list, stored_call_list, to_csv
 from leadml.config import Config
 from leadml.ledger import ModelFor, bundle_finder, lead_history_report
+from leadml.serve.models import Timestamp
 
 
 def model_finder(slot, config: Config) -> ModelFor:
@@ -41,7 +42,7 @@ def history_router(slot, url: str | None, config: Config) -> APIRouter:
     @router.get("/leads/{lead_id}/history")
     def history(
         lead_id: str,
-        since: Annotated[str | None, Query(max_length=40)] = None,
+        since: Annotated[Timestamp | None, Query()] = None,  # the spec states the format
         ledger: bool = True,
     ) -> Response:
         """A lead's scorings (scores, grades, models, times), trend and change ledger in points."""
@@ -52,7 +53,9 @@ def history_router(slot, url: str | None, config: Config) -> APIRouter:
             raise HTTPException(404, f"no score history for lead {lead_id!r} (run `leadml score`)")
         return JSONResponse(report)
 
-    @router.get("/calllist", response_model=None)
+    csv = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}  # ?format=csv
+
+    @router.get("/calllist", response_model=None, responses=csv)
     def calllist(
         capacity: Annotated[int, Query(ge=1, le=100_000)] = 200,
         grade: Annotated[str | None, Query(max_length=200)] = None,
