@@ -97,3 +97,35 @@ def test_a_dirty_row_is_dropped_with_a_count_under_bad_rows_drop():
     line = next(s for s in hygiene_lines(leads.attrs["hygiene"]) if "dropped" in s)
     assert "1 of 4 rows dropped" in line and "lead 3" in line
     assert leads["source"].isna().sum() == 1  # the form default of lead 2 is missing too
+
+
+def test_order_by_makes_the_split_forward_in_that_order():
+    from leadml.config import Config
+    from leadml.workflow import prepare
+
+    rng = np.random.default_rng(0)
+    n = 600
+    raw = pd.DataFrame(
+        {
+            "signed_up": pd.date_range("2024-01-01", periods=n, freq="D").astype(str),
+            "won": rng.choice(["yes", "no"], size=n),
+            "visits": rng.poisson(3, size=n),
+        }
+    ).sample(frac=1.0, random_state=1)  # exported in no particular order
+    data = {
+        "source": "x.csv",
+        "id_column": None,
+        "created_at": None,
+        "converted_at": None,
+        "target": {"column": "won", "positive": "yes"},
+        "order_by": "signed_up",
+    }
+    config = Config.model_validate({"data": data})
+    leads = canonical_leads(raw, config.data)
+    prep = prepare(config, leads, None, log=lambda _: None)
+    assert prep.method == "order" and "signed_up" not in prep.spec.names
+    test_rows = prep.snapshots["row"].to_numpy()[prep.split == "test"]
+    assert test_rows.min() > prep.snapshots["row"].to_numpy()[prep.pretest].max()
+    in_order = raw.sort_values("signed_up")["visits"].to_numpy()
+    np.testing.assert_array_equal(leads["visits"].to_numpy(), in_order)  # rows in date order
+    assert (leads["lead_id"].to_numpy()[test_rows] > 0.8 * n).all()  # the latest 20% test
