@@ -411,3 +411,23 @@ def test_another_engine_runs_only_on_data_without_rejects(database, trained_bund
         conn.execute(text("UPDATE leads SET status = 'open' WHERE status = 'weird'"))
     summary = run_scoring(_config(), options, source=engine)
     assert len(calls) == 1 and summary.scored == len(_open_ids(frames[0]))
+
+
+def test_monitor_report_lists_rejects_per_run():
+    from leadml.config import MonitorConfig
+    from leadml.monitor import MonitorResult, render_html
+
+    runs = [
+        {"run_id": "r2", "started_at": "2026-06-30", "status": "succeeded", "leads_scored": 98,
+         "rows_rejected": 2},
+        {"run_id": "r1", "started_at": "2026-06-29", "status": "succeeded", "leads_scored": 100,
+         "rows_rejected": 0},
+    ]  # fmt: skip
+    realized = {"n": 0, "observed_until": "2026-06-30", "horizon_days": 30}  # none matured
+    result = MonitorResult(
+        "v1", AS_OF, 30, 0, [], realized=realized, rejects=runs, rejects_alert="rejects rose: r2"
+    )
+    assert result.status == "alert" and result.exit_code == 1
+    page = render_html(result, MonitorConfig())
+    assert "Rejected rows per run (scoring_rejects)" in page
+    assert "<td>r2</td><td>2026-06-30</td><td>succeeded</td><td>98</td><td>2</td>" in page
