@@ -543,6 +543,8 @@ def _id_keys(ids: pd.Series) -> pd.Series:
             return str(int(value))
         return str(value).strip()
 
+    if pd.api.types.is_integer_dtype(ids) and not ids.isna().any():  # the common case, vectorised
+        return ids.astype("int64").astype(str).astype(object)
     return pd.Series([key(v) for v in ids.to_numpy(dtype=object)], index=ids.index, dtype=object)
 
 
@@ -624,7 +626,10 @@ def _time_checks(
     """Parsed times and the masks of wrong_type, unparseable_time, missing_time, future_time."""
     cells = values.astype(object)
     present = cells.notna() & (cells.astype(str).str.strip() != "")
-    numbers = cells.map(lambda v: isinstance(v, bool | int | float | np.number)) & present
+    if pd.api.types.is_string_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        numbers = pd.Series(False, index=values.index)  # one type in the column: no numbers
+    else:
+        numbers = cells.map(lambda v: isinstance(v, bool | int | float | np.number)) & present
     parsed = pd.Series(pd.NaT, index=values.index, dtype=TIME_DTYPE)
     todo = present & ~numbers
     if todo.any():
