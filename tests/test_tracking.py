@@ -132,3 +132,15 @@ def test_registry_model_found_through_the_yaml_tracking_uri(
     assert json.loads(out.stdout)["score"] == expected.score
     assert not (tmp_path / "mlruns").exists()  # the config's store was used, none created here
     assert "mlflow" not in out.stderr.lower() and "Downloading" not in out.stderr, out.stderr
+
+
+def test_mlflow_keeps_out_of_leadmls_output(tracked, small_config, capfd):
+    """Registering and downloading print nothing of MLflow's own (messages, logs, bars)."""
+    from leadml.tracking import runs
+
+    result, _ = tracked
+    capfd.readouterr()
+    logged = runs.log_training_run(small_config, result.bundle_dir, result.evaluation)
+    load_model(f"models:/leadml/{logged['registered_version']}", small_config)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
