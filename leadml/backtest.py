@@ -22,7 +22,7 @@ import pandas as pd
 from leadml.config import Config, override
 from leadml.errors import TrainingError
 from leadml.split import TEST, TRAIN, VALID, rolling_origins
-from leadml.workflow import Prepared, evaluate_model, fit_model, prepare
+from leadml.workflow import Prepared, evaluate_model, fit_model, prepare, silent
 
 Log = Callable[[str], None]
 MODELS = ("leadml", "logistic_regression", "lightgbm", "naive_bayes")
@@ -58,7 +58,7 @@ def run_backtest(
     url: str | None = None,
     folds: int | None = None,
     stratified: bool = False,
-    log: Log = print,
+    log: Log = silent,
 ) -> Backtest:
     """Read the configured data and evaluate it fold by fold (see `backtest`)."""
     from leadml.data.io import read_dataset
@@ -75,7 +75,7 @@ def backtest(
     *,
     folds: int | None = None,
     stratified: bool = False,
-    log: Log = print,
+    log: Log = silent,
 ) -> Backtest:
     """Rolling-origin folds for data with an order in time, else stratified K-fold."""
     n = folds or config.split.folds

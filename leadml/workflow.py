@@ -60,6 +60,10 @@ from leadml.split import (
 Log = Callable[[str], None]
 
 
+def silent(_: str) -> None:
+    """The default log: library calls print nothing (the CLI passes console.progress_log)."""
+
+
 @dataclass
 class Prepared:
     """A featurized, split training set."""
@@ -85,7 +89,7 @@ class Prepared:
 
 
 def prepare(
-    config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, log: Log = print
+    config: Config, leads: pd.DataFrame, events: pd.DataFrame | None, log: Log = silent
 ) -> Prepared:
     """Snapshots, split and point-in-time features for a validated dataset."""
     has_time = "created_at" in leads.columns
@@ -160,7 +164,7 @@ def fit_model(
     config: Config,
     prep: Prepared,
     version: str,
-    log: Log = print,
+    log: Log = silent,
     *,
     previous_grades: GradeThresholds | None = None,
 ) -> tuple[LeadModel, dict]:
@@ -464,7 +468,7 @@ def run_training(
     *,
     url: str | None = None,
     output: str | Path | None = None,
-    log: Log = print,
+    log: Log = silent,
     track: bool = True,
     config_path: str | None = None,
 ) -> TrainResult:

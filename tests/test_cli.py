@@ -84,3 +84,30 @@ def test_version_prints_the_package_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"leadml {leadml.__version__}"
+
+
+def test_no_terminal_output_outside_console():
+    """console.py owns terminal output: no print (called or passed as a log), typer.echo,
+    rich Console or sys.stdout/stderr writes anywhere else in the package."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "leadml"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "console.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = ast.unparse(node) if isinstance(node, ast.Name | ast.Attribute) else ""
+            if name in (
+                "print",
+                "typer.echo",
+                "typer.secho",
+                "Console",
+                "sys.stdout.write",
+                "sys.stderr.write",
+                "rich.print",
+                "rich.console.Console",
+            ):
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno} {name}")
+    assert found == [], "terminal output outside console.py: " + ", ".join(found)
