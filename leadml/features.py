@@ -472,13 +472,17 @@ def _engagement(
 
     for k, etype in enumerate(spec.event_types):
         sel = types == k
-        key = np.sort(codes[sel] * span + (t[sel] - origin))
+        key = codes[sel] * span + (t[sel] - origin)
+        by_key = np.argsort(key, kind="stable")
+        key = key[by_key]
         hi = np.searchsorted(key, q, side="right")
         for w in spec.windows:
             out[f"{etype}_count_{w}d"] = (hi - np.searchsorted(key, q - w, side="right")).astype(
                 np.float64
             )
-        out[f"{etype}_days_since"] = _recency(key, hi, q, row_code, span, origin, as_of)
+        out[f"{etype}_days_since"] = _recency(
+            codes[sel][by_key], t[sel][by_key], hi, row_code, as_of
+        )
 
     order = np.lexsort((t, codes))
     key_all = codes[order] * span + (t[order] - origin)
@@ -486,19 +490,23 @@ def _engagement(
     c7 = hi - np.searchsorted(key_all, q - 7, side="right")
     c37 = hi - np.searchsorted(key_all, q - 37, side="right")
     out["engagement_trend_7d"] = c7 - (c37 - c7) * 7.0 / 30.0
-    out["days_since_any_activity"] = _recency(key_all, hi, q, row_code, span, origin, as_of)
+    out["days_since_any_activity"] = _recency(codes[order], t[order], hi, row_code, as_of)
     out["engagement_score"] = _decayed(codes[order], t[order], hi, row_code, as_of, spec)
     out["active_days_30d"] = _active_days(codes[order], t[order], q, span, origin, 30)
     return out
 
 
-def _recency(key, hi, q, row_code, span, origin, as_of) -> np.ndarray:
-    """Days since the last event at or before as_of for the same lead (NaN if none)."""
-    idx = hi - 1
-    valid = idx >= 0
-    last = np.where(valid, key[np.maximum(idx, 0)] if len(key) else 0.0, 0.0)
-    same_lead = valid & (np.floor(last / span) == row_code)
-    return np.where(same_lead, q - last, np.nan)
+def _recency(codes, t, hi, row_code, as_of) -> np.ndarray:
+    """Days since the last event at or before as_of for the same lead (NaN if none).
+
+    `codes`, `t` are sorted like the search key; the day is taken from `t` itself (as_of - t),
+    never from the packed key, so one lead alone and the same lead in a batch get the same
+    float to the last bit (the key's offset depends on the batch)."""
+    if len(t) == 0:
+        return np.full(len(as_of), np.nan)
+    idx = np.maximum(hi - 1, 0)
+    same_lead = (hi > 0) & (codes[idx] == row_code)
+    return np.where(same_lead, as_of - t[idx], np.nan)
 
 
 def _decayed(codes, t, hi, row_code, as_of, spec: FeatureSpec) -> np.ndarray:

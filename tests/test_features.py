@@ -105,7 +105,39 @@ def test_dict_fast_path_equals_frames(leads, events):
     X = build_features(spec, leads, events, as_of)
     for i, lead in enumerate(leads.to_dict("records")):
         evs = events[events.lead_id == lead["lead_id"]].to_dict("records")
-        np.testing.assert_allclose(build_row(spec, lead, evs, as_of)[0], X[i], equal_nan=True)
+        np.testing.assert_array_equal(build_row(spec, lead, evs, as_of)[0], X[i])
+
+
+def test_one_lead_alone_equals_it_in_a_batch_to_the_last_bit():
+    """Times to the second over a year and a batch of 300 leads, so any batch-dependent offset
+    in the arithmetic would show: the HTTP score equals the batch score exactly."""
+    rng = np.random.default_rng(5)
+    start = pd.Timestamp("2025-01-01")
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(300),
+            "created_at": start + pd.to_timedelta(rng.integers(0, 200 * 86_400, 300), unit="s"),
+            "status": "open",
+            "converted_at": pd.NaT,
+            "source": rng.choice(["web", "referral"], 300),
+            "employees": rng.integers(1, 500, 300).astype(float),
+        }
+    )
+    lead_of = rng.integers(0, 300, 3_000)
+    events = pd.DataFrame(
+        {
+            "lead_id": lead_of,
+            "occurred_at": leads["created_at"].to_numpy()[lead_of]
+            + pd.to_timedelta(rng.integers(0, 150 * 86_400, 3_000), unit="s"),
+            "event_type": rng.choice(["web_visit", "pricing_page_view", "email_open"], 3_000),
+        }
+    )
+    spec = fit_feature_spec(leads, events, CFG)
+    as_of = pd.Timestamp("2025-09-30 13:32:52")
+    X = build_features(spec, leads, events, as_of)
+    for i, lead in enumerate(leads.to_dict("records")):
+        evs = events[events.lead_id == lead["lead_id"]].to_dict("records")
+        np.testing.assert_array_equal(build_row(spec, lead, evs, as_of)[0], X[i])
 
 
 def test_unseen_and_missing_categories(leads, events):
