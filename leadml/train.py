@@ -1,9 +1,10 @@
-"""Model factories and fitting: LightGBM, a regularised logistic regression, naive Bayes, a blend.
+"""Model factories and fitting: LightGBM, a regularised logistic regression, naive Bayes.
 
-Every model exposes the same two methods, so calibration, reasons in points, predict and the
-pyfunc wrapper work the same whichever wins: `margin(X)` (log-odds) and `contributions(X)`
-(per-feature log-odds contributions plus a last column holding the baseline margin; exact:
-TreeSHAP for trees, w * (z - mean z) for the linear model).
+These are the members of the forward-validated ensemble (leadml/ensemble.py). Every model
+exposes the same two methods, so calibration, reasons in points, predict and the pyfunc
+wrapper work the same whatever the ensemble keeps: `margin(X)` (log-odds) and
+`contributions(X)` (per-feature log-odds contributions plus a last column holding the
+baseline margin; exact: TreeSHAP for trees, w * (z - mean z) for the linear model).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from leadml.config import ModelConfig
 from leadml.errors import TrainingError
@@ -142,20 +142,6 @@ def _lgb_params(spec: FeatureSpec, cfg: ModelConfig) -> dict:
     if any(monotone):
         params["monotone_constraints"] = monotone
     return params
-
-
-def refit_lightgbm(
-    model: TreeModel,
-    fitted_rows: int,
-    X: np.ndarray,
-    y: np.ndarray,
-    spec: FeatureSpec,
-    cfg: ModelConfig,
-) -> TreeModel:
-    """The same booster settings on more rows, with the early-stopped tree count scaled to them."""
-    best = model.booster.best_iteration or model.booster.current_iteration()
-    rounds = max(1, round(best * len(y) / max(fitted_rows, 1)))
-    return fit_lightgbm_rounds(X, y, spec, cfg, rounds)
 
 
 def fit_lightgbm_rounds(
@@ -300,150 +286,3 @@ def _median(x: np.ndarray) -> float:
 def _check_labels(y: np.ndarray, what: str) -> None:
     if len(np.unique(y)) < 2:
         raise TrainingError(f"the {what} slice has only one class ({len(y)} rows): need both")
-
-
-@dataclass
-class BlendModel:
-    """A weighted average of candidates' log-odds; contributions combine the same way (exact)."""
-
-    parts: list
-    weights: list[float]
-    kind: str = "blend"
-
-    def margin(self, X: np.ndarray) -> np.ndarray:
-        return sum(w * part.margin(X) for part, w in zip(self.parts, self.weights, strict=True))
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        return sum(
-            w * part.contributions(X) for part, w in zip(self.parts, self.weights, strict=True)
-        )
-
-    @property
-    def threads(self) -> int:
-        return max((getattr(part, "threads", 0) for part in self.parts), default=0)
-
-    @threads.setter
-    def threads(self, value: int) -> None:
-        for part in self.parts:
-            if hasattr(part, "threads"):
-                part.threads = value
-
-    @property
-    def size(self) -> dict:
-        return {
-            f"{part.kind} x {w:.2f}": part.size
-            for part, w in zip(self.parts, self.weights, strict=True)
-        }
-
-
-BLEND_WEIGHTS = (0.25, 0.5, 0.75)
-SIMPLICITY = {"naive_bayes": 0, "logistic": 1, "lightgbm": 2, "blend": 3}
-
-
-def blend_on_validation(
-    tree: TreeModel, linear: LinearModel, X_valid: np.ndarray, y_valid: np.ndarray
-) -> BlendModel:
-    """Blend of the two models; the tree's weight (0.25, 0.5, 0.75) is the best on validation."""
-    m_tree, m_linear = tree.margin(X_valid), linear.margin(X_valid)
-    aucs = [roc_auc_score(y_valid, w * m_tree + (1 - w) * m_linear) for w in BLEND_WEIGHTS]
-    w = BLEND_WEIGHTS[int(np.argmax(aucs))]
-    return BlendModel([tree, linear], [w, 1 - w])
-
-
-@dataclass
-class Candidate:
-    """A fitted candidate and how it did on the validation slice."""
-
-    name: str
-    model: object
-    valid_auc: float
-    valid_log_loss: float
-    fitted_rows: int = 0
-
-
-def fit_candidates(
-    X: np.ndarray,
-    y: np.ndarray,
-    X_valid: np.ndarray,
-    y_valid: np.ndarray,
-    spec: FeatureSpec,
-    cfg: ModelConfig,
-) -> list[Candidate]:
-    """Fit every configured candidate; scored on the validation slice (the latest before test)."""
-    _check_labels(y_valid, "validation")
-    needed = set(cfg.candidates) | (
-        {"lightgbm", "logistic"} if "blend" in cfg.candidates else set()
-    )
-    models: dict[str, object] = {}
-    if "lightgbm" in needed:
-        models["lightgbm"] = fit_lightgbm(X, y, X_valid, y_valid, spec, cfg)
-    if "logistic" in needed:
-        models["logistic"] = fit_logistic(X, y, spec, cfg)
-    if "naive_bayes" in needed:
-        models["naive_bayes"] = fit_naive_bayes(X, y, spec, cfg)
-    if "blend" in needed:
-        models["blend"] = blend_on_validation(
-            models["lightgbm"], models["logistic"], X_valid, y_valid
-        )
-    out = []
-    for name in dict.fromkeys(cfg.candidates):
-        margin = models[name].margin(X_valid)
-        out.append(
-            Candidate(
-                name,
-                models[name],
-                float(roc_auc_score(y_valid, margin)),
-                _log_loss(y_valid, margin),
-                len(y),
-            )
-        )
-    return out
-
-
-def choose(candidates: list[Candidate], tolerance: float = 0.002) -> tuple[Candidate, str]:
-    """The best validation ROC AUC; the simplest candidate within `tolerance` of it wins ties."""
-    best = max(candidates, key=lambda c: c.valid_auc)
-    close = [c for c in candidates if best.valid_auc - c.valid_auc < tolerance]
-    simplest = min(close, key=lambda c: SIMPLICITY.get(c.name, 9))
-    if simplest is not best:
-        why = (
-            f"{simplest.name} within {tolerance} validation ROC AUC of {best.name} "
-            f"({simplest.valid_auc:.4f} vs {best.valid_auc:.4f}): the simpler model wins ties"
-        )
-    else:
-        why = f"{best.name} had the best validation ROC AUC ({best.valid_auc:.4f})"
-    return simplest, why
-
-
-def refit(
-    candidate: Candidate, X: np.ndarray, y: np.ndarray, spec: FeatureSpec, cfg: ModelConfig
-) -> object:
-    """The chosen model fitted again, same settings, on more rows (training + validation)."""
-    return _refit_model(candidate.model, candidate.fitted_rows, X, y, spec, cfg)
-
-
-def _refit_model(
-    model: object,
-    fitted_rows: int,
-    X: np.ndarray,
-    y: np.ndarray,
-    spec: FeatureSpec,
-    cfg: ModelConfig,
-) -> object:
-    if isinstance(model, TreeModel):
-        return refit_lightgbm(model, fitted_rows, X, y, spec, cfg)
-    if isinstance(model, LinearModel):
-        return fit_logistic(X, y, spec, cfg)
-    if isinstance(model, NaiveBayesModel):
-        return fit_naive_bayes(X, y, spec, cfg)
-    if isinstance(model, BlendModel):
-        parts = [_refit_model(part, fitted_rows, X, y, spec, cfg) for part in model.parts]
-        return BlendModel(parts, list(model.weights))
-    raise TrainingError(
-        f"cannot refit a model of kind {getattr(model, 'kind', type(model).__name__)!r}"
-    )
-
-
-def _log_loss(y: np.ndarray, margin: np.ndarray) -> float:
-    p = np.clip(1 / (1 + np.exp(-margin)), 1e-12, 1 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

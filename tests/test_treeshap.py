@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadml.errors import ModelError
-from leadml.train import BlendModel, TreeModel
+from leadml.train import TreeModel
 from leadml.treeshap import K_ZERO, compile_booster, explainer_for
 
 TOL = 1e-9
@@ -215,40 +215,51 @@ def test_property_random_models_and_rows(seed, n_feat, n_cat, num_leaves, missin
 
 
 @pytest.fixture(scope="module")
-def fitted(small_config):
-    """Every candidate leadml fits on the small database, the refitted LightGBM and a blend of
-    LightGBM and the logistic model, with the validation matrix."""
+def fitted(small_config, lead_model):
+    """Every member kind leadml fits on the small database (LightGBM early-stopped and with the
+    forward-found rounds, the logistic model, naive Bayes) and the session's shipped ensemble,
+    with the validation matrix of each."""
+    import pandas as pd
+
     from leadml.data.io import read_dataset
+    from leadml.features import build_features
     from leadml.split import TRAIN, VALID
-    from leadml.train import fit_candidates, refit
+    from leadml.train import fit_lightgbm, fit_lightgbm_rounds, fit_logistic, fit_naive_bayes
     from leadml.workflow import prepare
 
     leads, events = read_dataset(small_config.data)
     prep = prepare(small_config, leads, events, log=lambda _: None)
     (X_tr, y_tr), (X_va, y_va) = prep.part(TRAIN), prep.part(VALID)
-    cfg = small_config.model
-    candidates = fit_candidates(X_tr, y_tr, X_va, y_va, prep.spec, cfg)
-    models = {c.name: c.model for c in candidates}
-    lgbm = next(c for c in candidates if c.name == "lightgbm")
-    models["lightgbm refit"] = refit(lgbm, prep.X, prep.y, prep.spec, cfg)
-    models["blend"] = BlendModel([models["lightgbm"], models["logistic"]], [0.75, 0.25])
-    return models, X_va
+    cfg, spec = small_config.model, prep.spec
+    models = {
+        "lightgbm": fit_lightgbm(X_tr, y_tr, X_va, y_va, spec, cfg),
+        "lightgbm fixed rounds": fit_lightgbm_rounds(prep.X, prep.y, spec, cfg, 40),
+        "logistic": fit_logistic(X_tr, y_tr, spec, cfg),
+        "naive_bayes": fit_naive_bayes(X_tr, y_tr, spec, cfg),
+    }
+    X_model = build_features(lead_model.spec, leads, events, pd.Timestamp("2026-06-30"))
+    inputs = dict.fromkeys(models, X_va) | {"ensemble": X_model[:500]}
+    return models | {"ensemble": lead_model.model}, inputs
 
 
 def reference_contributions(model, X: np.ndarray) -> np.ndarray:
     """pred_contrib for LightGBM parts, the model's own contributions for the others."""
     if isinstance(model, TreeModel):
         return model.booster.predict(X, pred_contrib=True)
-    if hasattr(model, "parts"):  # blends and ensembles: weighted sums of their parts
+    if hasattr(model, "parts"):  # the ensemble: weighted sum of its members, plus its intercept
         parts = zip(model.parts, model.weights, strict=True)
-        return sum(w * reference_contributions(p, X) for p, w in parts)
+        out = sum(w * reference_contributions(p, X) for p, w in parts)
+        out[:, -1] += model.intercept
+        return out
     return model.contributions(X)
 
 
 def test_every_model_kind_leadml_trains(fitted):
-    models, X = fitted
-    assert {"lightgbm", "blend", "lightgbm refit"} <= set(models)
+    models, inputs = fitted
+    assert type(models["ensemble"]).__name__ == "EnsembleModel"
+    assert tree_parts(models["ensemble"]), "the shipped ensemble holds a LightGBM member"
     for name, model in models.items():
+        X = inputs[name]
         diff = np.abs(model.contributions(X) - reference_contributions(model, X)).max()
         assert diff <= TOL, name
     assert explainer_for(models["lightgbm"]).n_fallback_trees == 0
@@ -280,8 +291,8 @@ def test_the_session_model_routes_reasons_through_the_kernel(lead_model):
 
 
 def test_tables_are_never_pickled_into_a_bundle(fitted):
-    models, X = fitted
-    model = models["lightgbm"]
+    models, inputs = fitted
+    model, X = models["lightgbm"], inputs["lightgbm"]
     before = pickle.dumps(model)
     model.contributions(X[:3])
     assert "_treeshap" in model.__dict__
