@@ -14,6 +14,11 @@ process's ru_maxrss to be its own.
     .venv/bin/python bench/bench_batch.py                       # 20k leads, SQLite (+ PostgreSQL if set)
     .venv/bin/python bench/bench_batch.py --leads 200000        # the issue's size
     .venv/bin/python bench/bench_batch.py --leads 100000 1000000 --dbs sqlite   # memory at 1M
+    .venv/bin/python bench/bench_batch.py --leads 200000 --dbs sqlite --compare-pred-contrib
+
+--compare-pred-contrib also runs the same scoring on the same database with every LightGBM's
+reasons computed by `booster.predict(pred_contrib=True)` (the path before leadml's TreeSHAP
+kernel), and prints the kernel's speed-up end to end.
 
 PostgreSQL: --pg-url or LEADML_TEST_PG_URL (a throwaway schema is created and dropped).
 """
@@ -57,6 +62,16 @@ def main() -> None:
             with _database(db, n, pg_url, args.seed) as (url, events):
                 rows.append(_measure(db, n, events, url, model, args.chunk_size))
                 _print_row(rows[-1])
+                if args.compare_pred_contrib:
+                    rows.append(
+                        _measure(db, n, events, url, model, args.chunk_size, "pred_contrib")
+                    )
+                    _print_row(rows[-1])
+                    print(
+                        f"{db}: the TreeSHAP kernel scores {rows[-2]['rate'] / rows[-1]['rate']:.2f}x "
+                        "the leads/s of the pred_contrib path, end to end",
+                        flush=True,
+                    )
     _print_table(rows)
 
 
@@ -72,6 +87,11 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--chunk-size", type=int, default=5000)
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--compare-pred-contrib",
+        action="store_true",
+        help="also score with LightGBM's pred_contrib for reasons (the pre-kernel path)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -79,15 +99,17 @@ def _args() -> argparse.Namespace:
 # ---------------------------------------------------------------- measuring
 
 
-def _measure(db: str, n: int, events: int, url: str, model: str, chunk_size: int) -> dict:
+def _measure(
+    db: str, n: int, events: int, url: str, model: str, chunk_size: int, via: str = "kernel"
+) -> dict:
     bare_before = _run_child("bare", url, model)["rate"]
     started = time.perf_counter()
-    result = _run_child("score", url, model, str(chunk_size), AS_OF)
+    result = _run_child("score", url, model, str(chunk_size), AS_OF, via)
     wall = time.perf_counter() - started
     bare_after = _run_child("bare", url, model)["rate"]
     bare = (bare_before + bare_after) / 2
     return {
-        "db": db,
+        "db": db if via == "kernel" else f"{db}, reasons via pred_contrib",
         "leads": n,
         "events": events,
         "scored": result["scored"],
@@ -115,10 +137,20 @@ def _run_child(*args: str) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def _child(url: str, model: str, chunk_size: str, as_of: str) -> None:
-    """The scoring process: one `--all` run; prints its summary and its own peak RSS as JSON."""
+def _child(url: str, model: str, chunk_size: str, as_of: str, via: str = "kernel") -> None:
+    """The scoring process: one `--all` run; prints its summary and its own peak RSS as JSON.
+
+    via="pred_contrib": every LightGBM's contributions come from LightGBM's own pred_contrib
+    (the reasons path before leadml's TreeSHAP kernel), everything else unchanged."""
     from leadml.batch import ScoreOptions, run_scoring
     from leadml.config import Config
+
+    if via == "pred_contrib":
+        from leadml.train import TreeModel
+
+        TreeModel.contributions = lambda self, X: self.booster.predict(
+            X, pred_contrib=True, num_threads=self.threads
+        )
 
     options = ScoreOptions(
         url=url, model_ref=model, as_of=as_of, all_leads=True, chunk_size=int(chunk_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -30,7 +31,7 @@ class Calibrator:
         margin = np.asarray(margin, dtype=np.float64)
         if self.method == "isotonic":
             return np.interp(margin, self.x, self.y)
-        return 1.0 / (1.0 + np.exp(-(self.a * margin + self.b)))
+        return expit(self.a * margin + self.b)  # no overflow on extreme margins
 
 
 def fit_calibrator(

@@ -216,3 +216,28 @@ def test_monitor_never_calls_a_run_that_scored_no_lead_stable():
 
     assert result(0).status == "alert" and result(0).exit_code != 0
     assert result(120).status == "unknown"  # no drift judged, nothing wrong with the run
+
+
+def test_every_page_says_when_the_latest_run_scored_past_the_data(
+    history_db, trained_bundle, small_config, tmp_path
+):
+    """The batch summary's stale-data warning reaches the pages' header: after a run scored
+    three months past the data's last event, every page says so; before it, none does."""
+    import shutil
+
+    from leadml.batch import ScoreOptions, run_scoring
+    from leadml.config import override
+    from leadml.serve.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'leads.db'}"
+    shutil.copy(history_db.removeprefix("sqlite:///"), tmp_path / "leads.db")
+    config = override(small_config, data__source=url)
+    with TestClient(create_app(trained_bundle, url, config)) as c:
+        assert "Scores may be stale" not in c.get("/leads").text
+    options = ScoreOptions(url=url, model_ref=str(trained_bundle), as_of="2026-09-30")
+    assert any("past the data" in note for note in run_scoring(config, options).notes)
+    with TestClient(create_app(trained_bundle, url, config)) as c:
+        for path in ("/leads", "/calllist"):
+            page = c.get(path)
+            assert page.status_code == 200
+            assert "Scores may be stale" in page.text and "past the data" in page.text, path

@@ -242,6 +242,7 @@ def test_serve_reads_and_scores_the_users_rows(scored, monkeypatch):
         assert (
             store.stale_note(config.snapshots.horizon_days) is None
         )  # scored as of the data's end
+        assert "Scores may be stale" not in page.text
         assert "past the data's last event" in store.stale_note(horizon_days=0.01)
 
 

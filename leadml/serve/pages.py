@@ -76,6 +76,10 @@ def page_router(slot, store: LeadStore, config: Config, *, keyed: bool = False) 
     router = APIRouter(tags=["pages"])
     find = model_finder(slot, config)
 
+    def header(context: dict) -> dict:
+        """Every page's header says so when the latest run scored past the data's end."""
+        return {**context, "stale_note": store.stale_note(config.snapshots.horizon_days)}
+
     @router.get("/leads", response_class=HTMLResponse)
     def leads_page(
         request: Request,
@@ -93,7 +97,7 @@ def page_router(slot, store: LeadStore, config: Config, *, keyed: bool = False) 
             return redirect
         filters = {"grade": grade, "source": source, "fit": fit, "engagement": engagement}
         context = list_context(slot.current, store, config, filters, sort, page)
-        return templates().TemplateResponse(request, "leads.html", context)
+        return templates().TemplateResponse(request, "leads.html", header(context))
 
     @router.get("/leads/{lead_id}", response_class=HTMLResponse)
     def lead_page(
@@ -105,7 +109,7 @@ def page_router(slot, store: LeadStore, config: Config, *, keyed: bool = False) 
         context = lead_context(slot.current, store, lead_id, config, find, since)
         if context is None:
             return error_page(request, 404, f"Lead {lead_id} was not found in the lead database.")
-        return templates().TemplateResponse(request, "lead.html", context)
+        return templates().TemplateResponse(request, "lead.html", header(context))
 
     @router.get("/calllist", response_class=HTMLResponse)
     def calllist_page(
@@ -119,7 +123,7 @@ def page_router(slot, store: LeadStore, config: Config, *, keyed: bool = False) 
             return redirect
         grades = list(split_list(grade))
         context = calllist_context(slot.current, store, config, capacity, grades, source)
-        return templates().TemplateResponse(request, "calllist.html", context)
+        return templates().TemplateResponse(request, "calllist.html", header(context))
 
     return router
 

@@ -7,6 +7,8 @@ tables beside the leads table); table names come from the config, never from a r
 
 from __future__ import annotations
 
+import time
+
 from leadml.config import DataConfig
 from leadml.data import leads as leads_data
 from leadml.data import scores as scores_data
@@ -16,6 +18,7 @@ from leadml.errors import DataSourceError
 from leadml.schema import naive_utc
 
 CORE_COLUMNS = ("lead_id", "created_at", "status", "converted_at")
+STALE_NOTE_TTL_S = 60.0
 
 
 class LeadStore:
@@ -27,6 +30,7 @@ class LeadStore:
         self.out = scores_data.output_tables(data.leads_table)
         self.scores_table = self.out.scores
         self._tables: leads_data.LeadTables | None = None
+        self._stale: dict[float, tuple[float, str | None]] = {}
 
     def _url(self) -> str:
         if not self.url or is_file_source(self.url):
@@ -73,7 +77,17 @@ class LeadStore:
 
     def stale_note(self, horizon_days: float) -> str | None:
         """The batch summary's warning for the latest run (its as_of more than the horizon past
-        the data's last event), for the pages' header; None when fresh or nothing was scored."""
+        the data's last event), for the pages' header; None when fresh or nothing was scored.
+        Read at most once a minute (the data's end is a scan of the events table)."""
+        now = time.monotonic()
+        cached = self._stale.get(horizon_days)
+        if cached is not None and now - cached[0] < STALE_NOTE_TTL_S:
+            return cached[1]
+        note = self._stale_note(horizon_days)
+        self._stale[horizon_days] = (now, note)
+        return note
+
+    def _stale_note(self, horizon_days: float) -> str | None:
         tables = self._fresh(self.tables)
         if tables is None:
             return None
