@@ -4,6 +4,10 @@ One implementation serves training, batch scoring and the single-lead fast path:
 entry points (`build_features`) and the dict entry point (`build_row`) both reduce their input
 to numpy arrays and call the same `_feature_matrix`. Only events with `occurred_at <= as_of`
 are ever visible. Pure: no I/O, no model.
+
+Past 500 lines on purpose: the feature catalogue, its computation and its wording
+(`reason_text`) are one definition; split across modules they would drift, and the scorers'
+equality to training depends on their not drifting.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ parts add up exactly to the step. What each scoring must keep for this: its as_o
 version and the lead's attribute values (lead_score_history.attributes, JSON of created_at and
 the model's attribute columns); the events are re-read from lead_events with the time cut. A
 column the later model reads that the earlier scoring did not keep counts as unchanged.
+
+Past 500 lines on purpose: the chain of states, the split by signal and the wording of each
+line are one algorithm whose exactness depends on all three agreeing.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Every check is vectorised (200k leads and 3M events validate in about a second) and every
 failure names the table, the column and a few offending values; no pandas traceback escapes.
+
+Past 500 lines on purpose: the column contract and every rule training and the scorers apply to
+it (`validate_leads`, `screen_page`) live once, here, so no path can check less than another.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Every score goes through `leadml.predict` (`score_one` for one lead; `build_row`
 `score_matrix` for a batch, the same definitions row by row), so the HTTP answer cannot differ
 from the library's. No `from __future__ import annotations` here: FastAPI reads the
 generated request models from the endpoint signatures at run time.
+
+Past 500 lines on purpose: the factory, the model slot, the API-key check, the error handlers
+and the JSON routes share the app's state and are read together; the pages (`pages.py`), the
+history routes (`routes_history.py`), limits and metrics already live beside it.
 """
 
 import asyncio
