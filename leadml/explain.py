@@ -162,37 +162,41 @@ def build_reasons(
     n, g = gpoints.shape
     key = gpoints + np.tanh(gmargin) * 0.49  # order by points, then by contribution
     order = np.argsort(-key, axis=1, kind="stable")
-    pos_idx = order[:, : min(top_positive, g)]
-    neg_idx = order[:, ::-1][:, : min(top_negative, g)]
+    picked = np.concatenate(
+        [order[:, : min(top_positive, g)], order[:, ::-1][:, : min(top_negative, g)]], axis=1
+    )
+    points = np.take_along_axis(gpoints, picked, axis=1)
+    kp = min(top_positive, g)
+    keep = np.concatenate([points[:, :kp] > 0, points[:, kp:] < 0], axis=1)
+    rows, cols = np.nonzero(keep)  # row-major: each lead's positives, then its negatives
+    out: list[list[dict]] = [[] for _ in range(n)]
+    members = [np.asarray(m, dtype=np.int64) for m in groups.members]
     names = spec.names
-    out = []
-    for i in range(n):
-        row = X[i]
-        reasons = [
-            _reason(spec, groups, gg, int(gpoints[i, gg]), row, names)
-            for gg in pos_idx[i]
-            if gpoints[i, gg] > 0
-        ]
-        reasons += [
-            _reason(spec, groups, gg, int(gpoints[i, gg]), row, names)
-            for gg in neg_idx[i]
-            if gpoints[i, gg] < 0
-        ]
-        out.append(reasons)
+    worded: dict[tuple, tuple] = {}  # (group, its values) -> (feature, label, value, text)
+    chosen, pts = picked[rows, cols].tolist(), points[rows, cols].tolist()
+    for i, gg, p in zip(rows.tolist(), chosen, pts, strict=True):
+        values = tuple(X[i, members[gg]].tolist())
+        words = worded.get((gg, values))
+        if words is None:
+            words = worded[(gg, values)] = _words(spec, groups, gg, values, names)
+        feature, label, value, text = words
+        out[i].append(
+            {"feature": feature, "label": label, "value": value, "points": p, "text": text}
+        )
     return out
 
 
-def _reason(spec, groups: Groups, g: int, points: int, row: np.ndarray, names) -> dict:
-    members = groups.members[g]
-    values = {names[j]: float(row[j]) for j in members}
+def _words(spec, groups: Groups, g: int, values: tuple, names) -> tuple:
+    """What a reason says for a group's values (the same whatever its points): phrased once
+    per distinct (group, values) in a call, since most leads share most of them."""
+    named = {names[j]: v for j, v in zip(groups.members[g], values, strict=True)}
     key = groups.keys[g]
-    return {
-        "feature": key.partition(":")[2] or key,
-        "label": groups.labels[g],
-        "value": _display_value(spec, key, values),
-        "points": points,
-        "text": reason_text(spec, key, values),
-    }
+    return (
+        key.partition(":")[2] or key,
+        groups.labels[g],
+        _display_value(spec, key, named),
+        reason_text(spec, key, named),
+    )
 
 
 def _display_value(spec: FeatureSpec, key: str, values: dict) -> object:
