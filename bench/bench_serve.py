@@ -331,7 +331,7 @@ def _model_info(model, model_dir: str) -> dict:
         "dir": model_dir,
         "version": model.version,
         "kind": model.kind,
-        **size,
+        "size": ", ".join(f"{k} {v}" for k, v in size.items()),
         "features": len(model.spec.names),
         "event_types": len(model.spec.event_types),
     }
@@ -344,8 +344,8 @@ def _print(report: dict, args: argparse.Namespace) -> None:
         f"load average before {mach['load_before'][0]:.1f}, after {mach['load_after'][0]:.1f})"
     )
     print(
-        f"model {m['version']} ({m['kind']}, {m.get('trees', '?')} trees x {m.get('leaves', '?')} leaves, "
-        f"{m['features']} features); {report['leads']} distinct open leads with their events"
+        f"model {m['version']} ({m['kind']}: {m['size']}; {m['features']} features); "
+        f"{report['leads']} distinct open leads with their events"
     )
     rows = [
         ("in-process score_one (dict -> score + reasons)", report["in_process"]["score_one"]),
