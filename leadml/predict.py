@@ -26,7 +26,7 @@ from leadml.explain import (
     score_and_points,
 )
 from leadml.features import build_features, build_row
-from leadml.schema import SCORE_COLUMNS
+from leadml.schema import SCORE_COLUMNS, first_reject, screen_page
 from leadml.tracking.registry import default_model_ref, download_bundle, is_registry_ref
 
 
@@ -199,11 +199,9 @@ def score_stored_lead(
     *,
     non_finite: str = "invalid",
 ) -> dict:
-    """A stored lead row scored live (the pages): screened first by the rules training applies
+    """A stored lead row scored live (the pages, `leadml explain`): screened first by the rules training applies
     (`schema.screen_page`), so a bad row is a SchemaError naming the rule, never a score from
     values training would refuse; then `score_one`."""
-    from leadml.schema import first_reject, screen_page
-
     require_columns(model, lead.keys(), f"stored lead {lead.get('lead_id')!r}")
     rows = [{"lead_id": lead.get("lead_id"), **e} for e in events]
     page = screen_page(
@@ -233,7 +231,8 @@ def explain_stored_lead(
     lead, events = read_lead(config.data, lead_id, url=url)
     if lead is None:
         raise DataSourceError(f"lead {lead_id!r} not found in table '{config.data.leads_table}'")
-    return score_one(model, lead, events, as_of), model
+    scored = score_stored_lead(model, lead, events, as_of, non_finite=config.data.non_finite)
+    return scored, model
 
 
 def _default_as_of(as_of: object) -> pd.Timestamp:

@@ -281,3 +281,35 @@ def test_a_stored_lead_without_the_model_columns_is_refused_naming_them(lead_mod
     lead = {"lead_id": 7, "created_at": "2026-06-01", "status": "open", "month": "may"}
     with pytest.raises(ModelError, match=f"model {lead_model.version} reads .*stored lead 7"):
         score_stored_lead(lead_model, lead, [])
+
+
+@pytest.mark.parametrize(
+    "column,value,named",
+    [
+        ("employees", "-inf", ["not_finite", "lead {lead}"]),
+        ("created_at", "not a date", ["created_at", "cannot be parsed", "'not a date'"]),
+    ],
+)
+def test_explain_of_a_bad_stored_lead_exits_2_naming_the_problem(
+    run_cli, trained_bundle, small_db_url, tmp_path, column, value, named
+):
+    """`leadml explain` refuses a bad stored row like the pages and the batch scorer: one line
+    naming the rule (or the column and the value that cannot be read), exit 2, no score."""
+    import shutil
+
+    from sqlalchemy import text
+
+    from leadml.data.io import engine_for
+
+    path = tmp_path / "leads.db"
+    shutil.copy(small_db_url.removeprefix("sqlite:///"), path)
+    url = f"sqlite:///{path}"
+    with engine_for(url).begin() as conn:
+        lead_id = conn.execute(text("SELECT lead_id FROM leads WHERE status = 'open'")).first()[0]
+        conn.execute(
+            text(f"UPDATE leads SET {column} = :v WHERE lead_id = :i"), {"v": value, "i": lead_id}
+        )
+    args = ("explain", str(lead_id), "--db", url, "--model", str(trained_bundle))
+    code, out, err = run_cli(*args, "--as-of", "2026-06-30")
+    assert code == 2 and "Traceback" not in err
+    assert all(part.format(lead=lead_id) in err for part in named) and "/100" not in out
