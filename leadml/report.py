@@ -1,16 +1,13 @@
 """The training run's human-readable artifacts: metrics.json, model_card.md, report.html.
 
-Figures are drawn on standalone matplotlib Figures (no pyplot state, so a notebook's backend
-is left alone) and embedded as base64 PNG: report.html is one self-contained file.
+report.html is a Jinja template (leadml/templates/) fed by report_context; the figures are
+drawn in report_figures.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 from leadml.bundle import LeadModel, jsonable, library_versions
-from leadml.calibrate import to_score
 from leadml.config import Config
 from leadml.hygiene import hygiene_lines
+from leadml.report_figures import MODELS, figures
 from leadml.split import TEST, TRAIN, VALID
 
-SHAP_SAMPLE = 2000
 METRICS = [  # key, label, higher is better
     ("roc_auc", "ROC AUC", True),
     ("pr_auc", "PR AUC", True),
@@ -33,18 +29,6 @@ METRICS = [  # key, label, higher is better
     ("ece", "Expected calibration error", False),
     ("lift_top_decile", "Top-decile lift", True),
 ]
-MODELS = [
-    ("leadml", "leadml"),
-    ("logistic_regression", "Logistic regression (one-hot, C=1)"),
-    ("lightgbm", "LightGBM (early stopping)"),
-    ("naive_bayes", "Naive Bayes (Odoo-style)"),
-]
-COLORS = {
-    "leadml": "#1f6feb",
-    "logistic_regression": "#d97706",
-    "lightgbm": "#16a34a",
-    "naive_bayes": "#6b7280",
-}
 
 
 class PreparedData(Protocol):
@@ -103,8 +87,8 @@ def safe_source(source: str) -> str:
 
 def report_context(model: LeadModel, prep: PreparedData, evaluation: dict, config: Config) -> dict:
     """Everything the report and the card show: tables, warnings and the figures (base64 PNG)."""
-    arrays = evaluation["_arrays"]
     screening = evaluation.get("screening") or {}
+    by_grade = grade_rows(evaluation, model)
     return {
         "version": model.version,
         "kind": model.kind,
@@ -124,7 +108,7 @@ def report_context(model: LeadModel, prep: PreparedData, evaluation: dict, confi
         "metrics": metrics_rows(evaluation),
         "reliability": evaluation.get("reliability", []),
         "gains": evaluation.get("gains", []),
-        "by_grade": grade_rows(evaluation, model),
+        "by_grade": by_grade,
         "segments": [
             {"segment": k, **v}
             for k, v in sorted(evaluation.get("segments", {}).items(), key=lambda kv: -kv[1]["n"])
@@ -144,7 +128,7 @@ def report_context(model: LeadModel, prep: PreparedData, evaluation: dict, confi
             "warm_min": model.grades.warm_min,
         },
         "top": {"positive": model.top_positive, "negative": model.top_negative},
-        "figures": figures(model, prep, evaluation, arrays, config.model.seed),
+        "figures": figures(model, prep.part(TEST)[0], evaluation, by_grade, config.model.seed),
     }
 
 
@@ -247,207 +231,6 @@ def screening_summary(screening: dict, config: Config) -> dict:
         "drift_action": config.screening.drift_action,
         "top_psi": sorted(psi.items(), key=lambda kv: -kv[1])[:5],
     }
-
-
-# ---------------------------------------------------------------- figures
-
-
-def figures(
-    model: LeadModel, prep: PreparedData, evaluation: dict, arrays: dict, seed: int
-) -> dict[str, str]:
-    """Every plot of the report as a base64 PNG."""
-    y, p = np.asarray(arrays["y_test"]), np.asarray(arrays["p_test"])
-    out = {
-        "roc": roc_figure(
-            y, {"leadml": p, **{m: arrays[f"p_{m}"] for m, _ in MODELS[1:] if f"p_{m}" in arrays}}
-        ),
-        "reliability": reliability_figure(evaluation.get("reliability", [])),
-        "gains": gains_figure(evaluation.get("gains", [])),
-        "histogram": score_histogram_figure(y, p, model),
-        "grades": grade_figure(grade_rows(evaluation, model)),
-    }
-    X_test, _ = prep.part(TEST)
-    out["shap"] = shap_figure(model, shap_sample(X_test, seed))
-    return out
-
-
-def shap_sample(X: np.ndarray, seed: int, limit: int = SHAP_SAMPLE) -> np.ndarray:
-    """At most `limit` rows, drawn without replacement, in their original order."""
-    if len(X) <= limit:
-        return X
-    idx = np.random.default_rng(seed).choice(len(X), size=limit, replace=False)
-    return X[np.sort(idx)]
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def png_base64(fig) -> str:
-    """A figure as base64-encoded PNG (for a data: URI)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def roc_figure(y: np.ndarray, probabilities: dict[str, np.ndarray]) -> str:
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    fig = _figure(5.5, 4.5)
-    ax = fig.add_subplot()
-    for name, label in MODELS:
-        if name not in probabilities:
-            continue
-        p = np.asarray(probabilities[name])
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(
-            fpr,
-            tpr,
-            color=COLORS[name],
-            lw=2 if name == "leadml" else 1.3,
-            label=f"{label} (AUC {roc_auc_score(y, p):.3f})",
-        )
-    ax.plot([0, 1], [0, 1], ls=":", color="#999999", lw=1)
-    ax.set(
-        xlabel="False positive rate",
-        ylabel="True positive rate",
-        title="ROC curves (test slice)",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
-    ax.legend(loc="lower right", fontsize=8)
-    return png_base64(fig)
-
-
-def reliability_figure(rows: list[dict]) -> str:
-    fig = _figure(5.5, 4.5)
-    ax = fig.add_subplot()
-    pred = [r["mean_predicted"] for r in rows]
-    obs = [r["observed_rate"] for r in rows]
-    top = max(pred + obs + [0.05]) * 1.08
-    ax.plot([0, top], [0, top], ls=":", color="#999999", lw=1, label="perfect calibration")
-    ax.plot(pred, obs, marker="o", color=COLORS["leadml"], label="leadml (10 equal-size bins)")
-    ax.set(
-        xlabel="Mean predicted probability",
-        ylabel="Observed conversion rate",
-        title="Reliability diagram (test slice)",
-        xlim=(0, top),
-        ylim=(0, top),
-    )
-    ax.legend(loc="upper left", fontsize=8)
-    return png_base64(fig)
-
-
-def gains_figure(rows: list[dict]) -> str:
-    fig = _figure(9, 3.8)
-    left, right = fig.subplots(1, 2)
-    deciles = [r["decile"] for r in rows]
-    left.bar(deciles, [r["lift"] for r in rows], color=COLORS["leadml"])
-    left.axhline(1, ls=":", color="#999999")
-    left.set(
-        xlabel="Score decile (1 = highest scores)",
-        ylabel="Lift over average",
-        title="Lift by decile",
-        xticks=deciles,
-    )
-    right.plot(
-        [0] + [d * 10 for d in deciles],
-        [0] + [100 * r["cumulative_gain"] for r in rows],
-        marker="o",
-        color=COLORS["leadml"],
-        label="leadml",
-    )
-    right.plot([0, 100], [0, 100], ls=":", color="#999999", label="random")
-    right.set(
-        xlabel="% of leads contacted (highest scores first)",
-        ylabel="% of conversions captured",
-        title="Cumulative gains",
-        xlim=(0, 100),
-        ylim=(0, 100),
-    )
-    right.legend(loc="lower right", fontsize=8)
-    return png_base64(fig)
-
-
-def score_histogram_figure(y: np.ndarray, p: np.ndarray, model: LeadModel) -> str:
-    scores = to_score(p).astype(int)
-    fig = _figure(9, 3.5)
-    ax = fig.add_subplot()
-    bins = np.arange(0.5, 101.5, 1)
-    ax.hist(
-        [scores[y == 0], scores[y == 1]],
-        bins=bins,
-        stacked=True,
-        color=["#9ca3af", COLORS["leadml"]],
-        label=["did not convert", "converted"],
-    )
-    for threshold, name in (
-        (model.grades.warm_min, model.grades.names[1]),
-        (model.grades.hot_min, model.grades.names[0]),
-    ):
-        ax.axvline(threshold - 0.5, ls="--", color="#b91c1c", lw=1)
-        ax.text(
-            threshold,
-            ax.get_ylim()[1] * 0.95,
-            f" {name} ≥ {threshold}",
-            color="#b91c1c",
-            fontsize=8,
-            va="top",
-        )
-    ax.set(
-        xlabel="Score (1-100)",
-        ylabel="Test snapshots",
-        title="Score distribution (test slice)",
-        xlim=(0.5, 100.5),
-    )
-    ax.legend(loc="upper right", fontsize=8)
-    return png_base64(fig)
-
-
-def grade_figure(rows: list[dict]) -> str:
-    fig = _figure(5.5, 3.8)
-    ax = fig.add_subplot()
-    names = [r["grade"] for r in rows]
-    rates = [100 * (r["rate"] or 0.0) for r in rows]
-    bars = ax.bar(names, rates, color=["#b91c1c", "#d97706", "#2563eb"][: len(names)])
-    for bar, r in zip(bars, rows, strict=True):
-        ax.annotate(
-            f"{bar.get_height():.1f}%\nn={r['n']:,}",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
-    ax.set(
-        ylabel="Conversion rate (%)",
-        title="Conversion rate by grade (test slice)",
-        ylim=(0, max(rates + [1]) * 1.3),
-    )
-    return png_base64(fig)
-
-
-def shap_figure(model: LeadModel, X: np.ndarray, max_display: int = 15) -> str:
-    """SHAP beeswarm from the model's own exact contributions (no explainer is refitted)."""
-    import shap  # slow to import: only when a report is drawn
-
-    contrib = model.model.contributions(X)
-    data = X.astype(np.float64).copy()
-    data[:, model.spec.categorical_indices] = np.nan  # category codes have no order: grey dots
-    explanation = shap.Explanation(
-        values=contrib[:, :-1],
-        base_values=contrib[:, -1],
-        data=data,
-        feature_names=[f.label for f in model.spec.features],
-    )
-    fig = _figure(9, 0.4 * min(max_display, X.shape[1]) + 1.8)
-    ax = fig.add_subplot()
-    with warnings.catch_warnings():  # all-NaN colour columns (categoricals) are expected
-        warnings.simplefilter("ignore", RuntimeWarning)
-        shap.plots.beeswarm(explanation, max_display=max_display, ax=ax, show=False, plot_size=None)
-    ax.set_title(f"SHAP values (log-odds) on {len(X):,} test snapshots", fontsize=11)
-    return png_base64(fig)
 
 
 # ---------------------------------------------------------------- rendering
