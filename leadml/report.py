@@ -1,7 +1,7 @@
 """The training run's human-readable artifacts: metrics.json, model_card.md, report.html.
 
-report.html is a Jinja template (leadml/templates/) fed by report_context; the figures are
-drawn in report_figures.
+The report and the card are Jinja templates (leadml/templates/) fed by one context
+(report_context); the figures are drawn in report_figures.
 """
 
 from __future__ import annotations
@@ -238,18 +238,28 @@ def screening_summary(screening: dict, config: Config) -> dict:
 
 def render_report(context: dict) -> str:
     """report.html from the context (Jinja2, autoescaped, no external resources)."""
+    return _render("report.html", context, autoescape=True)
+
+
+def model_card(context: dict) -> str:
+    """model_card.md: what the model is, what it is for, how good it is and where it falls short."""
+    return _render("model_card.md.j2", context, autoescape=False)  # Markdown, not HTML
+
+
+def _render(name: str, context: dict, *, autoescape: bool) -> str:
     from importlib.resources import files
 
     import jinja2
 
     env = jinja2.Environment(
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["num"] = format_number
     env.filters["pct"] = format_percent
-    template = env.from_string(
-        (files("leadml") / "templates" / "report.html").read_text(encoding="utf-8")
-    )
+    template = env.from_string((files("leadml") / "templates" / name).read_text(encoding="utf-8"))
     return template.render(**context)
 
 
@@ -264,152 +274,3 @@ def format_number(value: Any, digits: int = 4) -> str:
 def format_percent(value: Any, digits: int = 1) -> str:
     value = _finite(value) if value is not None else None
     return "n/a" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def model_card(context: dict) -> str:
-    """model_card.md: what the model is, what it is for, how good it is and where it falls short."""
-    c = context
-    lines = [f"# Model card: leadml {c['version']}", ""]
-    lines += _card_details(c) + _card_use() + _card_data(c) + _card_metrics(c) + _card_limits(c)
-    return "\n".join(lines) + "\n"
-
-
-def _card_details(c: dict) -> list[str]:
-    libs = c["libraries"]
-    return [
-        "## Model details",
-        "",
-        f"- Version: `{c['version']}`",
-        f"- Kind: {c['kind']} {c['ensemble']} ({c['chosen_because']})",
-        f"- Trained: {c['created']}",
-        f"- Software: leadml {libs.get('leadml')}, LightGBM {libs.get('lightgbm')}, scikit-learn "
-        f"{libs.get('scikit-learn')}, numpy {libs.get('numpy')}, pandas {libs.get('pandas')}, Python {libs.get('python')}",
-        f"- Output: calibrated conversion probability; score = clip(round(100 x probability), 1, 100); grades "
-        f"{c['grades']['names'][0]} (score >= {c['grades']['hot_min']}), {c['grades']['names'][1]} "
-        f"(>= {c['grades']['warm_min']}), {c['grades']['names'][2]} (below); up to {c['top']['positive']} positive "
-        f"and {c['top']['negative']} negative reasons per lead, in score points that add up to the score.",
-        "",
-    ]
-
-
-def _card_use() -> list[str]:
-    return [
-        "## Intended use",
-        "",
-        "- Users: sales and marketing operations, to decide which open leads to contact first and to see why.",
-        "- Use: ranking and prioritising open B2B/B2C leads within the organisation whose data trained it.",
-        "- Out of scope: decisions about an individual's eligibility, credit, employment, price or access to a "
-        "service; any use on leads from another organisation, market or period without retraining and re-evaluation.",
-        "",
-    ]
-
-
-def _card_data(c: dict) -> list[str]:
-    d = c["data"]
-    lines = [
-        "## Training data",
-        "",
-        f"- Source: `{d.get('source')}` (fingerprint `{d.get('fingerprint')}`)",
-        f"- Leads: {d.get('leads', 0):,}; events: {d.get('events', 0):,}; snapshots: {d.get('snapshots', 0):,}",
-        f"- Data window: {d.get('window_start') or 'n/a'} to {d.get('window_end') or 'n/a'}",
-        f"- Split: {c['split_method']}; "
-        + "; ".join(
-            f"{s['name']} {s['rows']:,} rows, {format_percent(s['rate'])} converted"
-            + (f" (as of {s['start']} to {s['end']})" if s["start"] else "")
-            for s in c["splits"]
-        ),
-        "",
-        "### Features",
-        "",
-        "| feature | label | unit | kind |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| `{f['name']}` | {f['label']} | {f['unit'] or '-'} | {f['kind']} |"
-        for f in c["features"]
-    ]
-    if c["hygiene"]:
-        lines += ["", "Data hygiene:", ""] + [
-            f"- {line.removeprefix('data: ')}" for line in c["hygiene"]
-        ]
-    dropped = c["screening"]["dropped"]
-    if dropped:
-        lines += ["", f"Dropped by screening: {', '.join(f'`{n}`' for n in dropped)}."]
-    return lines + [""]
-
-
-def _card_metrics(c: dict) -> list[str]:
-    test = c["test"]
-    lines = [
-        "## Metrics (test slice)",
-        "",
-        f"Test ROC AUC {format_number(test['roc_auc'])} on {test['n']:,} snapshots ({test['positives']:,} conversions).",
-        "",
-        "| metric | " + " | ".join(label for _, label in MODELS) + " |",
-        "|---" * len(MODELS) + "|---|",
-    ]
-    for row in c["metrics"]:
-        lines.append(
-            f"| {row['label']} | "
-            + " | ".join(format_number(row["values"][m], row["digits"]) for m, _ in MODELS)
-            + " |"
-        )
-    if c["peer_check"].get("message"):
-        lines += ["", f"Against the peers: {c['peer_check']['message']}."]
-    cal = c["calibration"]
-    lines += [
-        "",
-        "## Calibration",
-        "",
-        f"- Method: {cal.get('method', 'n/a')} on {cal.get('rows', 0):,} out-of-time predictions of "
-        "the shipped ensemble (forward origins; the final members never saw the test slice)"
-        + (
-            "; held-out log loss by method: "
-            + ", ".join(f"{k} {format_number(v)}" for k, v in cal["candidates_log_loss"].items())
-            if cal.get("candidates_log_loss")
-            else ""
-        ),
-        f"- Expected calibration error on the test slice: {format_number(test['ece'])} (10 equal-size bins)",
-        "",
-    ]
-    return lines
-
-
-def _card_limits(c: dict) -> list[str]:
-    br, s = c["base_rate"], c["screening"]
-    lines = [
-        "## Limits and ethical considerations",
-        "",
-        "- Scores reflect past sales behaviour: who was contacted, how, and who converted. Biases in that "
-        "process (which leads got attention, which sources were favoured) are learned, not corrected.",
-        "- A score is a probability for a group of similar leads, not a judgement about a person; do not use it "
-        "to decide anyone's eligibility for anything. Avoid attributes that act as proxies for protected "
-        "characteristics; review the features above before use.",
-        "- Reasons are attributions of the model's output, not causes: changing a feature will not necessarily "
-        "change whether a lead converts.",
-        "",
-        "## Caveats",
-        "",
-        f"- Conversion rate: train {format_percent(br.get('train'))}, validation {format_percent(br.get('valid'))}, "
-        f"test {format_percent(br.get('test'))}."
-        + (
-            " The test rate differs from training beyond the interval: scores may be miscalibrated until retrained."
-            if br.get("shift_warning")
-            else ""
-        ),
-        "- Drift: the data changes (new sources, campaigns, products). Monitor the score and feature "
-        "distributions (`leadml monitor`) and retrain when they move.",
-    ]
-    if s["drifted"]:
-        lines.append(
-            "- Features that drifted between training and the latest period: "
-            + ", ".join(f"`{d['name']}` (PSI {d['psi']:.2f}, {d['action']})" for d in s["drifted"])
-            + "."
-        )
-    if s["leaks"]:
-        lines.append(
-            "- Leak warning: "
-            + ", ".join(f"`{x['name']}`" for x in s["leaks"])
-            + " predicted the outcome almost alone and were dropped; check the data export."
-        )
-    return lines

@@ -165,6 +165,43 @@ def test_report_flags_leaks_drift_and_base_rate_shift(context):
     assert "Leak warning: `won_amount`" in card and "miscalibrated until retrained" in card
 
 
+def test_model_card_file_is_the_template_rendered_from_the_context(trained_bundle, context):
+    def body(card: str) -> str:  # the training time is the only line that may differ
+        return re.sub(r"^- Trained: .*$", "", card, flags=re.M)
+
+    written = (trained_bundle / "model_card.md").read_text()
+    assert body(written) == body(model_card(context))
+    assert "\n\n\n" not in written and written.endswith(".\n") and not written.endswith("\n\n")
+
+
+def test_model_card_of_a_single_table_export_says_every_finding(context):
+    """The bank-marketing shape: no time column, stratified, hygiene, drift, leaks, a peer wins."""
+    ctx = copy.deepcopy(context)
+    for s in ctx["splits"]:
+        s["start"] = s["end"] = None
+    ctx["split_method"] = "stratified"
+    ctx["hygiene"] = ["data: 12 'job' values read as missing ('unknown')"]
+    ctx["screening"].update(
+        leaks=[{"name": "duration", "single_auc": 0.97}],
+        drifted=[{"name": "euribor3m", "psi": 1.234, "action": "dropped"}],
+        dropped=["duration", "euribor3m"],
+    )
+    ctx["base_rate"] = {"train": 0.08, "valid": 0.1, "test": 0.31, "shift_warning": True}
+    ctx["peer_check"] = {"lost_to": ["naive_bayes"], "message": "leadml LOSES to naive bayes"}
+    card = model_card(ctx)
+    train = ctx["splits"][0]
+    assert f"- Split: stratified; train {train['rows']:,} rows, " in card
+    assert "as of" not in card
+    assert "\n\nData hygiene:\n\n- 12 'job' values read as missing ('unknown')\n" in card
+    assert "Dropped by screening: `duration`, `euribor3m`." in card
+    assert "\nAgainst the peers: leadml LOSES to naive bayes.\n" in card
+    assert "test 31.0%. The test rate differs from training" in card
+    assert "latest period: `euribor3m` (PSI 1.23, dropped).\n" in card
+    assert "- Leak warning: `duration` predicted the outcome almost alone" in card
+    assert card.endswith("check the data export.\n") and "\n\n\n" not in card
+    assert "<h3>Split (stratified)</h3>" in render_report(ctx)
+
+
 def test_report_without_findings_shows_no_alarm(context):
     ctx = copy.deepcopy(context)
     ctx["screening"].update(leaks=[], drifted=[], dropped=[])
