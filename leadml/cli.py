@@ -101,7 +101,7 @@ def generate_cmd(
     replace: ReplaceOpt = False,
 ) -> None:
     """Write a seeded synthetic lead database (leads with engagement events) ending today."""
-    from leadml.data.synth import generate_database
+    from leadml.data.synth import generate_database  # lazy: keeps leadml --help fast
 
     s = generate_database(db, leads, seed, drift=drift, replace=replace, end=end)
     console.echo(
@@ -119,7 +119,7 @@ def import_cmd(
     replace: ReplaceOpt = False,
 ) -> None:
     """Load your leads (and events) per the config's data section into canonical tables in --db."""
-    from leadml.data.io import import_dataset, mask_url
+    from leadml.data.io import import_dataset, mask_url  # lazy: keeps leadml --help fast
 
     counts = import_dataset(_config(config).data, db, replace=replace)
     tables = ", ".join(f"{name}: {rows:,} rows" for name, rows in counts.items())
@@ -145,7 +145,7 @@ def train_cmd(
     ] = False,
 ) -> None:
     """Train, calibrate and evaluate a model; write models/<version>/ and models/latest."""
-    from leadml.workflow import run_training
+    from leadml.workflow import run_training  # lazy: keeps leadml --help fast
 
     cfg = _config(config)
     if regrade:
@@ -173,7 +173,7 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Repeated forward-in-time folds (or stratified K-fold): leadml and both baselines, mean and spread."""
-    from leadml.backtest import run_backtest
+    from leadml.backtest import run_backtest  # lazy: keeps leadml --help fast
 
     with console.progress_log("evaluating...") as log:
         result = run_backtest(_config(config), url=db, folds=folds, stratified=stratified, log=log)
@@ -205,13 +205,16 @@ def explain_cmd(
     ] = None,
 ) -> None:
     """Score one lead from the database and show why: score, grade and reasons in points."""
-    from leadml.predict import explain_stored_lead
+    from leadml.predict import explain_stored_lead  # lazy: keeps leadml --help fast
 
     cfg = _config(config)
     result, scorer = explain_stored_lead(cfg, lead_id, url=db, ref=model, as_of=as_of)
     history = None
     if since is not None:
-        from leadml.ledger import bundle_finder, lead_history_report
+        from leadml.ledger import (  # lazy: keeps leadml --help fast
+            bundle_finder,
+            lead_history_report,
+        )
 
         finder = bundle_finder(cfg.models_dir, scorer)
         history = lead_history_report(db or cfg.data.source, cfg, lead_id, finder, since=since)
@@ -243,7 +246,12 @@ def calllist_cmd(
 ) -> None:
     """The top N open leads by stored score, the conversions they are expected to bring and
     its 90% interval (exact Poisson-binomial), and the curve against the number called."""
-    from leadml.calllist import calllist_json, split_list, stored_call_list, to_csv
+    from leadml.calllist import (  # lazy: keeps leadml --help fast
+        calllist_json,
+        split_list,
+        stored_call_list,
+        to_csv,
+    )
 
     cfg = _config(config)
     result = stored_call_list(
@@ -301,14 +309,14 @@ def score_cmd(
     ] = False,
 ) -> None:
     """Score open leads into lead_scores, lead_score_history and scoring_runs (exit codes: README)."""
-    from leadml.batch import ScoreOptions, run_scoring
+    from leadml.batch import ScoreOptions, run_scoring  # lazy: keeps leadml --help fast
 
     cfg = _config(config)
     if engine not in ("local", "spark"):
         raise ScoringError(f"--engine must be local or spark, got {engine!r}")
     source = None
     if engine == "spark":
-        from leadml.batch.spark import spark_source
+        from leadml.batch.spark import spark_source  # lazy: keeps leadml --help fast
 
         source = spark_source(spark_master)
     options = ScoreOptions(
@@ -340,7 +348,7 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Start the HTTP scorer (/v1/score) and the sales-ops pages (/leads); SIGHUP reloads the model."""
-    from leadml.serve.app import run_server
+    from leadml.serve.app import run_server  # lazy: keeps leadml --help fast
 
     run_server(_config(config), model_ref=model, db_url=db, host=host, port=port)
 
@@ -361,7 +369,7 @@ def promote_cmd(
     ] = False,
 ) -> None:
     """Compare challenger and champion on the latest holdout slice; promote if not worse (exit 1 if refused)."""
-    from leadml.lifecycle import promote
+    from leadml.lifecycle import promote  # lazy: keeps leadml --help fast
 
     with console.progress_log("comparing...") as log:
         result = promote(_config(config), url=db, candidate=version, force=force, log=log)
@@ -380,8 +388,8 @@ def monitor_cmd(
     ] = None,
 ) -> None:
     """Drift (PSI) against training and realized conversion by grade and decile; exit 1 on alert."""
-    from leadml.monitor import run_monitor, write_report
-    from leadml.predict import resolve_model
+    from leadml.monitor import run_monitor, write_report  # lazy: keeps leadml --help fast
+    from leadml.predict import resolve_model  # lazy: keeps leadml --help fast
 
     cfg = _config(config)
     result = run_monitor(cfg, resolve_model(cfg, model), url=db)

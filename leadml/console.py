@@ -246,7 +246,7 @@ def print_ledger(history: dict | None) -> None:
 
 def print_call_list(result: Any, csv_path: Any = None, rows: int = 20) -> None:
     """The call list's outlook (expected conversions, interval) and its first rows."""
-    from leadml.calllist import summary_line
+    from leadml.calllist import summary_line  # lazy: pandas, keeps leadml --help fast
 
     if not len(result.leads):
         console.print("no open scored leads match (run `leadml score`, or widen the filters)")

@@ -36,7 +36,7 @@ class TreeModel:
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact TreeSHAP (equal to pred_contrib) from leadml's table kernel, built on first use."""
-        from leadml.treeshap import tree_contributions
+        from leadml.treeshap import tree_contributions  # lazy: numba and cache folders on use
 
         return tree_contributions(self, X)
 

@@ -148,7 +148,7 @@ def open_condition(conn: Connection, tables: LeadTables, alias: str = "l") -> st
 
 def read_leads(url: str, data: DataConfig) -> pd.DataFrame:
     """The whole leads table, mapped and validated."""
-    from leadml.data.io import canonical_leads
+    from leadml.data.io import canonical_leads  # lazy: cycle, data.io imports data.leads
 
     with sql.connect(url, table=data.leads_table) as conn:
         tables = resolve_on(conn, url, data)
@@ -198,7 +198,7 @@ def iter_leads_keyset(
     `after` resumes past that lead_id. `raw`: the pages as read (canonical names, not validated),
     for the batch scorer, which screens them row by row (`schema.screen_page`).
     """
-    from leadml.data.io import canonical_leads
+    from leadml.data.io import canonical_leads  # lazy: cycle, data.io imports data.leads
 
     while True:
         with sql.connect(tables.url, table=tables.leads.table) as conn:
@@ -237,7 +237,7 @@ def lead_key(mapped: MappedTable, lead_id: object) -> object | None:
 
 def lead_row(tables: LeadTables, lead_id: object) -> dict | None:
     """One lead's row under canonical names (status derived, ignored columns kept), or None."""
-    from leadml.data.io import with_status
+    from leadml.data.io import with_status  # lazy: cycle, data.io imports data.leads
 
     key = lead_key(tables.leads, lead_id)
     if key is None:
@@ -256,7 +256,7 @@ def lead_row(tables: LeadTables, lead_id: object) -> dict | None:
 
 def read_lead(tables: LeadTables, lead_id: object) -> tuple[dict | None, list[dict]]:
     """One lead, validated like a full read (ignored columns dropped), and all its events."""
-    from leadml.data.io import canonical_leads
+    from leadml.data.io import canonical_leads  # lazy: cycle, data.io imports data.leads
 
     key = lead_key(tables.leads, lead_id)
     if key is None:
