@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import Config, override
+from leadml.data.io import read_dataset
 from leadml.errors import TrainingError
 from leadml.split import TEST, TRAIN, VALID, rolling_origins
 from leadml.workflow import Prepared, evaluate_model, fit_model, prepare, silent
@@ -61,8 +62,6 @@ def run_backtest(
     log: Log = silent,
 ) -> Backtest:
     """Read the configured data and evaluate it fold by fold (see `backtest`)."""
-    from leadml.data.io import read_dataset
-
     leads, events = read_dataset(config.data, url=url)
     log(f"data: {len(leads):,} leads, {0 if events is None else len(events):,} events")
     return backtest(config, leads, events, folds=folds, stratified=stratified, log=log)

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import Config
+from leadml.data.history import open_scores
+from leadml.data.scores import output_tables
 from leadml.errors import SchemaError
 
 CURVE_POINTS = 60
@@ -211,9 +213,6 @@ def stored_call_list(
     sources: Sequence[str] = (),
 ) -> CallList:
     """The call list from the stored scores (lead_scores joined with the open leads)."""
-    from leadml.data.history import open_scores
-    from leadml.data.scores import output_tables
-
     if capacity < 1:
         raise SchemaError("calllist", "capacity", "must be at least 1", [capacity])
     out = output_tables(config.data.leads_table)

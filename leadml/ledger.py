@@ -33,8 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadml.bundle import LeadModel
+from leadml.bundle import LeadModel, load_bundle
 from leadml.config import Config, HistoryConfig
+from leadml.data.history import lead_scorings
+from leadml.data.leads import lead_events, resolve_tables
+from leadml.data.scores import output_tables
 from leadml.errors import ModelError, SchemaError
 from leadml.explain import largest_remainder, score_shares
 from leadml.features import EVENT_PHRASES, _days_text, build_features
@@ -153,8 +156,6 @@ def trend_word(scores: Sequence[int], cfg: HistoryConfig) -> str:
 
 def bundle_finder(models_dir: str | Path, *loaded: LeadModel) -> ModelFor:
     """Models by version: those already loaded, else models_dir/<version> (cached); None if absent."""
-    from leadml.bundle import load_bundle
-
     cache: dict[str, LeadModel | None] = {m.version: m for m in loaded}
 
     def find(version: str) -> LeadModel | None:
@@ -488,10 +489,6 @@ def lead_history_report(
 ) -> dict | None:
     """A lead's scorings (oldest first), its trend word and the ledger between two of them
     (the latest and the one before, or the last one at or before `since`); None if unscored."""
-    from leadml.data.history import lead_scorings
-    from leadml.data.leads import lead_events, resolve_tables
-    from leadml.data.scores import output_tables
-
     rows = lead_scorings(url, output_tables(config.data.leads_table), lead_id)
     if not rows:
         return None

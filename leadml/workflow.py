@@ -21,6 +21,7 @@ import pandas as pd
 from leadml.bundle import LeadModel, point_latest, save_bundle
 from leadml.calibrate import GradeThresholds, fit_calibrator, grade_thresholds, to_score
 from leadml.config import Config
+from leadml.data.io import read_dataset
 from leadml.ensemble import (
     EnsembleModel,
     ForwardFit,
@@ -28,7 +29,7 @@ from leadml.ensemble import (
     fit_ensemble,
     forward_validate,
 )
-from leadml.errors import TrainingError
+from leadml.errors import ModelError, TrainingError
 from leadml.evaluate import (
     fit_lightgbm_baseline,
     fit_logistic_baseline,
@@ -49,6 +50,7 @@ from leadml.features import (
 from leadml.hygiene import hygiene_lines
 from leadml.predict import score_matrix
 from leadml.report import metrics_json as metrics_json  # re-exported; lives in report.py
+from leadml.report import write_artifacts
 from leadml.screen import Screening, post_outcome_columns, screen_features
 from leadml.split import (
     TEST,
@@ -61,6 +63,7 @@ from leadml.split import (
     split_snapshots,
     time_rank,
 )
+from leadml.tracking.registry import champion_grades
 
 Log = Callable[[str], None]
 
@@ -478,9 +481,6 @@ def run_training(
     config_path: str | None = None,
 ) -> TrainResult:
     """The whole training run; writes models/<version>/ and models/latest (or under output)."""
-    from leadml.data.io import read_dataset
-    from leadml.report import write_artifacts
-
     t0 = time.perf_counter()
     leads, events = read_dataset(config.data, url=url)
     log(f"data: {len(leads):,} leads, {0 if events is None else len(events):,} events")
@@ -522,7 +522,7 @@ def run_training(
     point_latest(models_dir, bundle_dir)
     result = TrainResult(bundle_dir, evaluation, model)
     if track:
-        from leadml.tracking.runs import log_training_run
+        from leadml.tracking.runs import log_training_run  # lazy: mlflow only when tracked
 
         result.mlflow = log_training_run(config, bundle_dir, evaluation, config_path=config_path)
     return result
@@ -532,9 +532,6 @@ def _previous_grades(config: Config, track: bool, log: Log) -> GradeThresholds |
     """The champion's thresholds when grades are score quantiles kept across retrains (lifecycle)."""
     if not track or config.grades.mode != "quantile" or config.grades.regrade:
         return None
-    from leadml.errors import ModelError
-    from leadml.tracking.registry import champion_grades
-
     try:
         previous = champion_grades(config)
     except ModelError as exc:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadml.data.io import mask_url, write_tables
 from leadml.errors import ConfigError
 from leadml.schema import EVENTS, LEADS, TIME_DTYPE, utc_now
 
@@ -170,8 +171,6 @@ def generate_database(
 ) -> GenerateSummary:
     """Generate leads and events ending at `end` (default today) and write both tables to `url`
     in one transaction."""
-    from leadml.data.io import mask_url, write_tables
-
     started = time.perf_counter()
     leads, events = generate_leads(n_leads, seed, end=end, drift=drift)
     write_tables(url, {LEADS: leads, EVENTS: events}, replace=replace)

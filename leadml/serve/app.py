@@ -22,6 +22,7 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -32,7 +33,9 @@ from leadml import __version__
 from leadml.bundle import LeadModel
 from leadml.config import Config
 from leadml.errors import DataSourceError, LeadmlError, ModelError
+from leadml.features import build_row
 from leadml.predict import load_model, model_ref, score_matrix, score_one
+from leadml.schema import utc_now
 from leadml.serve.limits import BodyTimeoutMiddleware
 from leadml.serve.metrics import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
 from leadml.serve.models import (
@@ -272,11 +275,6 @@ def _api_router(
 
 def score_items(model: LeadModel, items: list, as_of: object) -> list[dict]:
     """Many leads in one matrix: `build_row` per lead, one `score_matrix` (row-wise identical)."""
-    import numpy as np
-
-    from leadml.features import build_row
-    from leadml.schema import utc_now
-
     when = utc_now() if as_of is None else as_of
     X = np.vstack(
         [build_row(model.spec, lead_dict(i.lead), event_dicts(i.events), when) for i in items]

@@ -18,8 +18,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from leadml.calllist import split_list, stored_call_list, summary_line
 from leadml.config import Config
+from leadml.data.history import ranked_page
+from leadml.data.scores import output_tables
+from leadml.errors import LeadmlError
+from leadml.ledger import lead_history_report
+from leadml.predict import score_stored_lead
 from leadml.serve import charts
+from leadml.serve.routes_history import _since, model_finder
 from leadml.serve.store import CORE_COLUMNS, LeadStore
 
 PER_PAGE = 50
@@ -70,9 +77,6 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
 
 def page_router(slot, store: LeadStore, config: Config, *, keyed: bool = False) -> APIRouter:
     """The pages, reading the served model from `slot` at each request."""
-    from leadml.calllist import split_list
-    from leadml.serve.routes_history import model_finder
-
     router = APIRouter(tags=["pages"])
     find = model_finder(slot, config)
 
@@ -141,8 +145,6 @@ def lead_context(model, store: LeadStore, lead_id: str, config: Config, find, si
     closed = closed_status(lead)
     live = stored is None and closed is None
     if live:
-        from leadml.predict import score_stored_lead
-
         # a bad stored row is a 422 page naming the rule (the app's LeadmlError handler)
         stored = score_stored_lead(
             model, lead, store.events(lead_id), non_finite=config.data.non_finite
@@ -175,10 +177,6 @@ def lead_context(model, store: LeadStore, lead_id: str, config: Config, find, si
 
 
 def _history(store: LeadStore, config: Config, lead_id: str, find, since) -> dict | None:
-    from leadml.errors import LeadmlError
-    from leadml.ledger import lead_history_report
-    from leadml.serve.routes_history import _since
-
     try:
         return lead_history_report(store.url, config, lead_id, find, since=_since(since))
     except LeadmlError as exc:  # the page still shows the score; the ledger says why it is absent
@@ -262,9 +260,6 @@ def reason_bars(reasons: list[dict], config: Config | None = None) -> list[dict]
 
 def list_context(model, store: LeadStore, config: Config, filters: dict, sort: str, page: int):
     """The ranked list's rows (with the reason that sets each lead apart) and its controls."""
-    from leadml.data.history import ranked_page
-    from leadml.data.scores import output_tables
-
     set_filters = {k: v for k, v in filters.items() if v}
     result = ranked_page(
         store.url,
@@ -330,8 +325,6 @@ def distinct_reasons(rows: list[dict]) -> list[dict]:
 
 def calllist_context(model, store: LeadStore, config: Config, capacity, grades, source):
     """The call list page: the leads, the summary, the plot."""
-    from leadml.calllist import stored_call_list, summary_line
-
     grades = [g for g in grades if g]
     sources = [source] if source else []
     result = stored_call_list(store.url, config, capacity, grades=grades, sources=sources)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from leadml.calllist import calllist_json, split_list, stored_call_list, to_csv
 from leadml.config import Config
+from leadml.data.io import is_file_source
+from leadml.errors import DataSourceError, SchemaError
 from leadml.ledger import ModelFor, bundle_finder, lead_history_report
 from leadml.serve.models import Timestamp
 
@@ -75,19 +78,12 @@ def history_router(slot, url: str | None, config: Config) -> APIRouter:
 
 
 def _url(url: str | None) -> str:
-    from leadml.data.io import is_file_source
-    from leadml.errors import DataSourceError
-
     if not url or is_file_source(url):
         raise DataSourceError("no lead database configured: start the server with --db URL")
     return url
 
 
 def _since(value: str | None) -> object:
-    import pandas as pd
-
-    from leadml.errors import SchemaError
-
     if not value:
         return None
     try:
