@@ -162,7 +162,7 @@ def split_summary(prep: PreparedData) -> list[dict]:
         }
         if has_time and mask.any():
             as_of = pd.to_datetime(prep.snapshots["as_of"].to_numpy()[mask])
-            row["start"], row["end"] = str(as_of.min())[:10], str(as_of.max())[:10]
+            row["start"], row["end"] = _day(str(as_of.min())), _day(str(as_of.max()))  # NaT: none
         rows.append(row)
     return rows
 

@@ -7,8 +7,10 @@ import copy
 import json
 import re
 from html import unescape
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
@@ -19,6 +21,7 @@ from leadml.report import (
     render_report,
     report_context,
     safe_source,
+    split_summary,
 )
 
 METRIC_KEYS = {"roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_decile", "n", "positives"}
@@ -200,6 +203,24 @@ def test_model_card_of_a_single_table_export_says_every_finding(context):
     assert "- Leak warning: `duration` predicted the outcome almost alone" in card
     assert card.endswith("check the data export.\n") and "\n\n\n" not in card
     assert "<h3>Split (stratified)</h3>" in render_report(ctx)
+
+
+def test_split_summary_without_times_has_no_window():
+    """A single-table export's snapshots carry an as_of column of NaT: no 'as of NaT'."""
+    prep = SimpleNamespace(
+        split=np.array(["train", "train", "valid", "test"]),
+        y=np.array([0, 1, 0, 1]),
+        snapshots=pd.DataFrame({"as_of": pd.to_datetime([None] * 4)}),
+    )
+    rows = split_summary(prep)
+    assert [(r["name"], r["rows"], r["start"], r["end"]) for r in rows] == [
+        ("train", 2, None, None),
+        ("valid", 1, None, None),
+        ("test", 1, None, None),
+    ]
+    prep.snapshots = pd.DataFrame({"as_of": pd.to_datetime(["2025-01-02", "2025-03-04"] * 2)})
+    train = split_summary(prep)[0]
+    assert (train["start"], train["end"]) == ("2025-01-02", "2025-03-04")
 
 
 def test_report_without_findings_shows_no_alarm(context):
