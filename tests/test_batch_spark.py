@@ -1,4 +1,6 @@
-"""The Spark engine gives the local engine's scores: Parquet staging (SQLite) and JDBC (PostgreSQL)."""
+"""The Spark engine gives the local engine's scores: Parquet staging (SQLite) and JDBC (PostgreSQL);
+it stores the change ledger's inputs as the local engine does (a lead scored twice by Spark has
+the local engine's ledger)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from leadml.batch import SCORES, ScoreOptions, run_scoring
+from leadml.batch import HISTORY, SCORES, ScoreOptions, run_scoring
 from leadml.batch.spark import PG_JDBC_JAR, jdbc_options, score_partition
 from leadml.config import Config
 from leadml.data.io import engine_for, read_dataset, write_tables
+from leadml.ledger import lead_history_report, ledger_inputs
 from leadml.predict import score_leads
 
 AS_OF = pd.Timestamp("2026-06-30 12:00:00")
@@ -43,6 +46,31 @@ def spark():
     session, _ = spark_session("local[2]", jdbc=True)
     yield session
     session.stop()
+
+
+def _pg_url(base: str):
+    """A private PostgreSQL schema (its URL) holding a copy of the small database."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def schema_url():
+        if not PG_JDBC_JAR.is_file():
+            pytest.skip(
+                "the PostgreSQL JDBC driver is missing: "
+                f"apt-get install libpostgresql-jdbc-java ({PG_JDBC_JAR})"
+            )
+        schema = f"leadml_spark_{uuid.uuid4().hex[:10]}"
+        with engine_for(base).begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+        try:
+            yield url
+        finally:
+            engine_for(url).dispose()
+            with engine_for(base).begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+    return schema_url()
 
 
 def _spark_scores(url: str, bundle) -> pd.DataFrame:
@@ -77,23 +105,94 @@ def test_spark_on_sqlite_matches_local(spark, tmp_path, small_db_url, trained_bu
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_spark_over_jdbc_matches_local(spark, pg_url_required, frames, trained_bundle, expected):
-    if not PG_JDBC_JAR.is_file():
-        pytest.skip(
-            f"the PostgreSQL JDBC driver is missing: apt-get install libpostgresql-jdbc-java ({PG_JDBC_JAR})"
-        )
-    schema = f"leadml_spark_{uuid.uuid4().hex[:10]}"
-    with engine_for(pg_url_required).begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = (
-        f"{pg_url_required}{'&' if '?' in pg_url_required else '?'}options=-csearch_path%3D{schema}"
-    )
-    try:
+    with _pg_url(pg_url_required) as url:
         write_tables(url, {"leads": frames[0], "lead_events": frames[1]})
         _assert_same(_spark_scores(url, trained_bundle), expected)
-    finally:
-        engine_for(url).dispose()
-        with engine_for(pg_url_required).begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+# ---------------------------------------------------------------- the change ledger's inputs
+
+T1, T2 = pd.Timestamp("2026-06-05"), pd.Timestamp("2026-06-29")
+EDITED = 7  # leads whose id is a multiple of this get new attributes between the scorings
+
+
+def _score_twice(url: str, bundle, source=None) -> list[str]:
+    """Score every open lead at T1, edit some leads' attributes, score again at T2: run ids."""
+    config = Config.model_validate({"batch": {"chunk_size": 400}})
+    runs = []
+    for as_of in (T1, T2):
+        options = ScoreOptions(url=url, model_ref=str(bundle), as_of=as_of, all_leads=True)
+        runs.append(run_scoring(config, options, source=source).run_id)
+        with engine_for(url).begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE leads SET employees = employees * 3, need = 'high' "
+                    f"WHERE lead_id % {EDITED} = 0"
+                )
+            )
+    return runs
+
+
+def _inputs_by_run(url: str, runs: list[str]) -> list[pd.DataFrame]:
+    columns = "lead_id, score, fit_points, engagement_points, attributes, as_of"
+    with engine_for(url).connect() as conn:
+        return [
+            pd.DataFrame(
+                conn.execute(
+                    text(f"SELECT {columns} FROM {HISTORY} WHERE run_id = :r ORDER BY lead_id"),
+                    {"r": run},
+                ).fetchall(),
+                columns=[c.strip() for c in columns.split(",")],
+            )
+            for run in runs
+        ]
+
+
+def _ledger(url: str, lead_id: int, model_for) -> dict:
+    report = lead_history_report(url, Config(), lead_id, model_for, since=str(T1.date()))
+    assert "ledger_note" not in report, report["ledger_note"]
+    ledger = report["ledger"]
+    return {k: ledger[k] for k in ("change", "steps", "lines")}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def twin_urls(request, tmp_path, small_db_url, frames):
+    """Two private copies of the small database (SQLite files or PostgreSQL schemas)."""
+    if request.param == "sqlite":
+        for name in ("local.db", "spark.db"):
+            shutil.copy(small_db_url.removeprefix("sqlite:///"), tmp_path / name)
+        yield f"sqlite:///{tmp_path / 'local.db'}", f"sqlite:///{tmp_path / 'spark.db'}"
+        return
+    base = request.getfixturevalue("pg_url_required")
+    with _pg_url(base) as local_url, _pg_url(base) as spark_url:
+        for url in (local_url, spark_url):
+            write_tables(url, {"leads": frames[0], "lead_events": frames[1]})
+        yield local_url, spark_url
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_lead_scored_twice_by_spark_has_the_local_ledger(
+    spark, twin_urls, trained_bundle, lead_model
+):
+    """Twice locally and twice by Spark (attributes edited in between): the same stored ledger
+    inputs (attributes JSON, as_of) row for row, and so the same exact change ledger."""
+    from leadml.batch.spark import spark_source
+
+    local_url, spark_url = twin_urls
+    local = _inputs_by_run(local_url, _score_twice(local_url, trained_bundle))
+    runs = _score_twice(spark_url, trained_bundle, spark_source("local[2]"))
+    on_spark = _inputs_by_run(spark_url, runs)
+    for got, want in zip(on_spark, local, strict=True):
+        assert len(want) > 1000 and want["attributes"].notna().all()
+        pd.testing.assert_frame_equal(got, want)
+    edited = [int(i) for i in local[1]["lead_id"] if i % EDITED == 0][:5]
+    models = {lead_model.version: lead_model}.get
+    for lead_id in [*edited, int(local[1]["lead_id"].iloc[0])]:
+        ledger = _ledger(spark_url, lead_id, models)
+        assert ledger == _ledger(local_url, lead_id, models)
+        assert all(s["cause"] != "other" for s in ledger["steps"] if s["points"])
+        assert sum(s["points"] for s in ledger["steps"]) == ledger["change"]
 
 
 def test_partition_scorer_reads_pandas3_arrow_frames_like_local(frames, lead_model, expected):
@@ -115,6 +214,8 @@ def test_partition_scorer_reads_pandas3_arrow_frames_like_local(frames, lead_mod
     finally:
         lead_model.set_threads(threads)
     _assert_same(got[COMPARED].sort_values("lead_id").reset_index(drop=True), expected)
+    # the ledger's inputs, as the local engine stores them (batch.run.local_source)
+    assert got["attributes"].tolist() == ledger_inputs(open_leads, lead_model)
 
 
 def test_jdbc_options_from_sqlalchemy_url():

@@ -4,8 +4,8 @@ Imported only when asked for (pyspark and its JVM are heavy). Leads and their ev
 over JDBC from PostgreSQL (Debian's libpostgresql-jdbc-java driver) or, from any other source,
 staged page by page as Parquet by the batch scorer's own reader; they are grouped by lead-id
 bucket (cogroup + applyInPandas) and scored inside the tasks by `predict.score_leads`, with
-LightGBM on one thread per task so tasks do not fight over cores. The scores come back to the
-driver in lead_id order, a partition at a time, and are written by the batch scorer's
+LightGBM on one thread per task so tasks do not fight over cores, with the change ledger's
+inputs (`ledger.ledger_inputs`). The scores come back to the driver in lead_id order, a partition at a time, and are written by the batch scorer's
 transactional writer, so locking, resume and exactly-once are the local engine's.
 
 pandas 3 and pyspark 4.3 (which warns it "does not yet fully support pandas >= 3.0.0"), checked
@@ -36,6 +36,7 @@ from leadml.data.io import canonical_leads
 from leadml.data.leads import id_bounds
 from leadml.data.sql import is_postgres
 from leadml.errors import ScoringError
+from leadml.ledger import ledger_inputs
 from leadml.predict import score_leads
 from leadml.schema import EVENT_COLUMNS, SCORE_COLUMNS, SCORE_FIELDS
 
@@ -46,8 +47,14 @@ _SPARK_TYPES = {
     "json": "string",
     "time": "timestamp",
 }
+# what a task returns: the scores and the lead's ledger inputs (as_of is the run's, added after)
+TASK_COLUMNS = [*SCORE_COLUMNS, "attributes"]
 SCORE_SCHEMA = ", ".join(
-    ["lead_id long", *(f"{f.name} {_SPARK_TYPES[f.kind]}" for f in SCORE_FIELDS)]
+    [
+        "lead_id long",
+        *(f"{f.name} {_SPARK_TYPES[f.kind]}" for f in SCORE_FIELDS),
+        "attributes string",
+    ]
 )
 EVENT_COLUMNS = list(EVENT_COLUMNS)
 EMPTY_EVENTS = "lead_id long, occurred_at timestamp, event_type string, value double"
@@ -71,7 +78,8 @@ def spark_source(
         staging = Path(tempfile.mkdtemp(prefix="leadml-spark-"))
         try:
             leads, events = _inputs(spark, plan, staging)
-            yield from _in_order(_score_frames(spark, leads, events, plan), plan.chunk_size)
+            scored = _score_frames(spark, leads, events, plan)
+            yield from _in_order(scored, plan.chunk_size, plan.as_of)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             if owned:
@@ -277,14 +285,15 @@ def score_partition(
     scored_at: pd.Timestamp,
     data: DataConfig | None = None,
 ) -> pd.DataFrame:
-    """One bucket of leads with their events, scored by THE inference path on one thread.
+    """One bucket of leads with their events, scored by THE inference path on one thread, with
+    what the change ledger re-scores each scoring from (`attributes`, as the local engine).
 
     The leads are mapped and validated by `io.canonical_leads` exactly as the local reader does
     (JDBC rows carry canonical column names but the user's target column and ignored columns).
     """
     warnings.filterwarnings("ignore", message=PANDAS3_WARNING, category=FutureWarning)
     if leads.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in TASK_COLUMNS})
     model.set_threads(1)
     leads = canonical_leads(leads.drop(columns="_bucket", errors="ignore"), data or DataConfig())
     if events is not None:
@@ -293,10 +302,10 @@ def score_partition(
     out = score_leads(
         model, leads, events, as_of, scored_at=scored_at, chunk_size=max(len(leads), 1)
     )
-    return out[SCORE_COLUMNS]
+    return out[SCORE_COLUMNS].assign(attributes=ledger_inputs(leads, model))
 
 
-def _in_order(scored, chunk_size: int) -> Iterator[pd.DataFrame]:
+def _in_order(scored, chunk_size: int, as_of: pd.Timestamp) -> Iterator[pd.DataFrame]:
     """Scores back on the driver sorted by lead_id, one partition at a time, in writer chunks."""
     from pyspark import StorageLevel
 
@@ -308,15 +317,15 @@ def _in_order(scored, chunk_size: int) -> Iterator[pd.DataFrame]:
         for row in scored.orderBy("lead_id").toLocalIterator(prefetchPartitions=True):
             rows.append(tuple(row))
             if len(rows) >= chunk_size:
-                yield _frame(rows)
+                yield _frame(rows, as_of)
                 rows = []
         if rows:
-            yield _frame(rows)
+            yield _frame(rows, as_of)
     finally:
         scored.unpersist()
 
 
-def _frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=SCORE_COLUMNS)
+def _frame(rows: list[tuple], as_of: pd.Timestamp) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=TASK_COLUMNS)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"])
-    return frame
+    return frame.assign(as_of=as_of)
