@@ -1,6 +1,7 @@
 """The Spark engine gives the local engine's scores: Parquet staging (SQLite) and JDBC (PostgreSQL);
 it stores the change ledger's inputs as the local engine does (a lead scored twice by Spark has
-the local engine's ledger)."""
+the local engine's ledger), and hands the writer the local engine's pages. Its rejects are in
+tests/test_rejects.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ import pytest
 from sqlalchemy import text
 
 from leadml.batch import HISTORY, SCORES, ScoreOptions, run_scoring
-from leadml.batch.spark import PG_JDBC_JAR, jdbc_options, score_partition
+from leadml.batch.spark import (
+    PG_JDBC_JAR,
+    TASK_COLUMNS,
+    Screened,
+    _by_page,
+    jdbc_options,
+    score_partition,
+)
 from leadml.config import Config
 from leadml.data.io import engine_for, read_dataset, write_tables
+from leadml.errors import ScoringError
 from leadml.ledger import lead_history_report, ledger_inputs
 from leadml.predict import score_leads
 
@@ -216,6 +225,30 @@ def test_partition_scorer_reads_pandas3_arrow_frames_like_local(frames, lead_mod
     _assert_same(got[COMPARED].sort_values("lead_id").reset_index(drop=True), expected)
     # the ledger's inputs, as the local engine stores them (batch.run.local_source)
     assert got["attributes"].tolist() == ledger_inputs(open_leads, lead_model)
+
+
+def _rejects(*lead_ids) -> pd.DataFrame:
+    return pd.DataFrame({"lead_id": list(lead_ids), "rule": ["unknown_status"] * len(lead_ids)})
+
+
+def _row(lead_id: int) -> tuple:
+    """A task's score row for `lead_id` (values beside the id do not matter here)."""
+    values = {"lead_id": lead_id, "scored_at": "2026-07-01 00:00:00"}
+    return tuple(values.get(c) for c in TASK_COLUMNS)
+
+
+def test_scores_come_back_cut_at_the_screened_pages_with_their_rejects():
+    """Each chunk is one screened page: its good leads' scores, its rejects, its last raw
+    lead_id as the progress marker (also for a page whose every lead was refused), the as_of."""
+    rows = iter([_row(1), _row(2), _row(7)])
+    pages = [(3, _rejects(3)), (5, _rejects(4, 5)), (9, _rejects()), (None, _rejects(None))]
+    chunks = list(_by_page(rows, Screened(pages=pages), AS_OF))
+    assert [c["lead_id"].tolist() if len(c) else [] for c in chunks] == [[1, 2], [], [7], []]
+    assert [c.attrs["last_lead_id"] for c in chunks] == [3, 5, 9, None]
+    assert [c.attrs["rejects"]["lead_id"].tolist() for c in chunks] == [[3], [4, 5], [], [None]]
+    assert (chunks[0]["as_of"] == AS_OF).all() and "attributes" in chunks[0]
+    with pytest.raises(ScoringError, match="lead_id 12"):
+        list(_by_page(iter([_row(12)]), Screened(pages=[(9, _rejects())]), AS_OF))
 
 
 def test_jdbc_options_from_sqlalchemy_url():

@@ -2,10 +2,13 @@
 bad input, on SQLite and PostgreSQL, the run's summary line, its scoring_rejects rows, its
 count in scoring_runs, and every good lead of the same page still scored exactly once; --strict
 and batch.max_reject_fraction fail the run (exit 2); a SIGKILL while rejects are written
-duplicates nothing after the rerun."""
+duplicates nothing after the rerun. The Spark engine does all of it the same way (real local
+Spark: the same rejects, counts, scores and ledger inputs as the local engine; resumed after an
+interrupt, exactly once)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -388,29 +391,147 @@ def test_monitor_shows_rejects_per_run_and_alerts_when_they_rise(database, train
     assert rejects_alert(steady, 0.5) is None  # as many as before: no rise
 
 
-def test_another_engine_runs_only_on_data_without_rejects(database, trained_bundle, frames):
-    """An engine that writes no rejects (Spark) is refused bad data before anything is written."""
-    from leadml.batch import local_source
+# ---------------------------------------------------------------- the Spark engine
 
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local Spark session for the module; the engine reuses it."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("the Spark engine needs Java")
+    from leadml.batch.spark import spark_session
+
+    session, _ = spark_session("local[2]", jdbc=True)
+    yield session
+    session.stop()
+
+
+def _spark_source():
+    from leadml.batch.spark import spark_source
+
+    return spark_source("local[2]")
+
+
+def _by_run(url: str, sql: str, run_id: str) -> list[tuple]:
+    rows = _query(url, sql + " WHERE run_id = :r", r=run_id).drop(columns="run_id")
+    return sorted(tuple(None if pd.isna(v) else str(v) for v in row) for row in rows.values)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize("spoil", CLASSES, ids=[c.__name__ for c in CLASSES])
+def test_spark_engine_rejects_and_scores_like_the_local_one(
+    spark, database, trained_bundle, frames, spoil
+):
+    """The same data scored by Spark, then locally: the same scoring_rejects rows (rule, lead,
+    table, column, values), the same run counts and summary, the same scores and ledger inputs."""
+    kind, url = database
+    leads, events, expected, victim = _spoiled(frames, spoil, kind)
+    _write(url, leads, events)
+    options = ScoreOptions(url=url, model_ref=str(trained_bundle), as_of=AS_OF, all_leads=True)
+    on_spark = run_scoring(_config(), options, source=_spark_source())
+    local = run_scoring(_config(), options)
+
+    rejects = (
+        f"SELECT run_id, lead_id, rule, table_name, column_name, {_values(url)} FROM {REJECTS}"
+    )
+    got = _by_run(url, rejects, on_spark.run_id)
+    assert got == _by_run(url, rejects, local.run_id)
+    assert sorted((r[1], None if r[0] is None else int(r[0])) for r in got) == sorted(expected)
+    runs = _query(url, f"SELECT * FROM {RUNS}").set_index("run_id")
+    counted = ["status", "leads_selected", "leads_scored", "rows_rejected"]
+    assert runs.loc[on_spark.run_id, counted].tolist() == runs.loc[local.run_id, counted].tolist()
+    assert runs.loc[on_spark.run_id, "rows_rejected"] == len(expected)
+    grades = runs["grade_counts"].map(json.loads)
+    assert grades[on_spark.run_id] == grades[local.run_id]
+    line = f"scored {local.scored:,} leads, {len(expected)} rejected (see scoring_rejects) ("
+    assert on_spark.line().split(") in ")[0] == local.line().split(") in ")[0]
+    assert on_spark.line().startswith(line) and on_spark.rejected == len(expected)
+    history = (
+        f"SELECT run_id, lead_id, score, grade, reasons, fit_points, engagement_points, "
+        f"attributes, as_of FROM {HISTORY}"
+    )
+    scored = _by_run(url, history, on_spark.run_id)
+    assert scored == _by_run(url, history, local.run_id)
+    lost = {victim} if spoil is not events_of_unknown_leads else set()
+    assert sorted(int(r[0]) for r in scored) == sorted(set(_open_ids(frames[0])) - lost)
+
+
+def test_spark_engine_strict_fails_before_anything_is_written(database, trained_bundle, frames):
+    """--strict screens on the driver before Spark starts: exit 2, not even the tables."""
     kind, url = database
     leads, events, _, victim = _spoiled(frames, unknown_status, kind)
     _write(url, leads, events)
-    calls = []
+    options = ScoreOptions(
+        url=url, model_ref=str(trained_bundle), as_of=AS_OF, all_leads=True, strict=True
+    )
+    with pytest.raises(RejectedRowsError, match=f"--strict.*lead {victim}.*unknown_status"):
+        run_scoring(_config(), options, source=_spark_source())
+    with pytest.raises(Exception):  # noqa: B017 - no scoring_runs table: nothing was written
+        _query(url, f"SELECT COUNT(*) FROM {RUNS}")
 
-    def engine(plan):
-        calls.append(plan)
-        yield from local_source(plan)
 
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_engine_fails_a_run_over_the_reject_fraction(spark, database, trained_bundle, frames):
+    kind, url = database
+    leads, events, expected, _ = _spoiled(frames, duplicate_ids, kind)
+    _write(url, leads, events)
     options = ScoreOptions(url=url, model_ref=str(trained_bundle), as_of=AS_OF, all_leads=True)
-    with pytest.raises(
-        RejectedRowsError, match=f"Spark engine writes no scoring_rejects.*lead {victim}"
-    ):
-        run_scoring(_config(), options, source=engine)
-    assert calls == []
-    with engine_for(url).begin() as conn:
-        conn.execute(text("UPDATE leads SET status = 'open' WHERE status = 'weird'"))
-    summary = run_scoring(_config(), options, source=engine)
-    assert len(calls) == 1 and summary.scored == len(_open_ids(frames[0]))
+    with pytest.raises(RejectedRowsError, match="batch.max_reject_fraction"):
+        run_scoring(_config(max_reject_fraction=0.001), options, source=_spark_source())
+    run = _query(url, f"SELECT status, error, rows_rejected FROM {RUNS}").iloc[0]
+    assert run["status"] == "failed" and "broken feed" in run["error"]
+    assert run["rows_rejected"] == len(expected)
+    assert _query(url, f"SELECT COUNT(*) AS n FROM {REJECTS}")["n"].iloc[0] == len(expected)
+
+
+def _interrupted_spark(chunks: int):
+    """The Spark engine, stopped like Ctrl-C after `chunks` chunks were handed to the writer."""
+    source = _spark_source()
+
+    def interrupted(plan):
+        for i, scores in enumerate(source(plan)):
+            if i == chunks:
+                raise KeyboardInterrupt
+            yield scores
+
+    return interrupted
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_run_interrupted_while_rejecting_resumes_exactly_once(
+    spark, database, trained_bundle, frames
+):
+    """A bad row in every page; Spark stopped after 3 pages, then resumed by Spark: every reject
+    and every good lead written once, in the one run, counted once."""
+    kind, url = database
+    leads = _as_text(frames[0], ("created_at", "converted_at"))
+    open_ids = _open_ids(frames[0])
+    spoiled = open_ids[::10]  # one in ten open leads: a reject in every page of 20
+    leads["employees"] = [None if pd.isna(v) else f"{v:g}" for v in leads["employees"]]
+    leads = leads.astype({"employees": object})
+    leads.loc[leads["lead_id"].isin(spoiled), "employees"] = "-Infinity"
+    _write(url, leads, _as_text(frames[1], ("occurred_at",)))
+    config = _config(chunk_size=20, max_reject_fraction=0.5)
+    options = ScoreOptions(url=url, model_ref=str(trained_bundle), as_of=AS_OF, all_leads=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_scoring(config, options, source=_interrupted_spark(3))
+    run = _query(url, f"SELECT run_id, status, rows_rejected FROM {RUNS}").iloc[0]
+    assert run["status"] == "running" and 0 < run["rows_rejected"] < len(spoiled)
+
+    resumed = run_scoring(config, options, source=_spark_source())
+    assert resumed.resumed and resumed.run_id == run["run_id"]
+    rejects = _query(url, f"SELECT lead_id, rule, run_id FROM {REJECTS}")
+    assert rejects["lead_id"].is_unique and sorted(rejects["lead_id"]) == spoiled
+    assert set(rejects["rule"]) == {"not_finite"} and set(rejects["run_id"]) == {run["run_id"]}
+    history = _query(url, f"SELECT lead_id FROM {HISTORY}")
+    assert history["lead_id"].is_unique
+    assert set(history["lead_id"]) == set(open_ids) - set(spoiled)
+    final = _query(url, f"SELECT status, leads_scored, rows_rejected FROM {RUNS}").iloc[0]
+    assert final.tolist() == ["succeeded", len(open_ids) - len(spoiled), len(spoiled)]
 
 
 def test_monitor_report_lists_rejects_per_run():

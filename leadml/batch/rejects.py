@@ -156,14 +156,13 @@ def first_rule(rejects: pd.DataFrame) -> str:
     return f"{who} ({row['table_name']}): {row['column_name']} {row['rule']} {row['bad_values']}"
 
 
-def prescan(plan, why: str = "--strict (batch.on_bad_rows: fail)") -> None:
-    """Read and screen every page before anything is written; any reject fails (--strict, and
-    the Spark engine, which writes no rejects)."""
+def prescan(plan) -> None:
+    """--strict: read and screen every page before anything is written; any reject fails."""
     rejects = [bad for _, _, bad, _ in screened_pages(plan) if len(bad)]
     if rejects:
         found = pd.concat(rejects, ignore_index=True)
         raise RejectedRowsError(
-            f"{why}: {len(found):,} rows break the training rules, "
+            f"--strict (batch.on_bad_rows: fail): {len(found):,} rows break the training rules, "
             f"nothing was written; first: {first_rule(found)}"
         )
 

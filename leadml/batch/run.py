@@ -2,7 +2,8 @@
 `predict.score_leads` -> the chunk writer, one run at a time, resumable.
 
 Another engine (Spark, `batch/spark.py`) plugs in as a `ChunkSource`, wired by the CLI; the
-writer, the lock and the run bookkeeping stay the local engine's. The next page is read by a
+screening (`batch/rejects.py`), the writer, the lock and the run bookkeeping stay the local
+engine's. The next page is read by a
 background thread while this one is scored (`prefetched`).
 """
 
@@ -50,15 +51,8 @@ def run_scoring(
     tables = db_leads.resolve_tables(options.url, config.data)
     if options.dry_run:
         return _dry_run(config, options, model, tables, source, progress)
-    if _strict(config, options) or source is not local_source:
-        # the Spark engine scores inside its tasks and writes no rejects: it runs only on data
-        # with none, checked (read and screened locally) before anything is written
-        why = (
-            "--strict (batch.on_bad_rows: fail)"
-            if _strict(config, options)
-            else ("the Spark engine writes no scoring_rejects (score with --engine local)")
-        )
-        _dry_run(config, options, model, tables, source, lambda done, total: None, strict=why)
+    if _strict(config, options):  # read and screen everything first: a reject writes nothing
+        _dry_run(config, options, model, tables, source, lambda done, total: None, strict=True)
     out = output_tables(config.data.leads_table)
     with scoring_lock(options.url, out) as lock:
         id_kind = ensure_tables(options.url, config.data.leads_table, id_kind=tables.id_kind)
@@ -171,7 +165,7 @@ def _dry_run(
     source: ChunkSource,
     progress: Progress,
     *,
-    strict: str | None = None,
+    strict: bool = False,
 ) -> RunSummary:
     """Score what a run would score; write nothing, take no lock. `strict`: read and screen
     only, and fail on the first refused row (before a real run writes anything)."""
@@ -183,7 +177,7 @@ def _dry_run(
     plan = make_plan(config, options, model, state, tables, record=False)
     plan = replace(plan, skipped=bad_rows.skipped_rejects(model, tables, as_of))
     if strict:
-        bad_rows.prescan(plan, strict)  # raises when any row is refused
+        bad_rows.prescan(plan)  # raises when any row is refused
         return replace(_summary(state, state.grades, 0.0, []), run_id=None, dry_run=True)
     notes = ([note] if note else []) + _stale(config, tables, as_of)
     started = time.perf_counter()

@@ -1,12 +1,16 @@
 """The Spark engine of `leadml score --engine spark`: the same scoring, on partitions of leads.
 
-Imported only when asked for (pyspark and its JVM are heavy). Leads and their events are read
-over JDBC from PostgreSQL (Debian's libpostgresql-jdbc-java driver) or, from any other source,
-staged page by page as Parquet by the batch scorer's own reader; they are grouped by lead-id
-bucket (cogroup + applyInPandas) and scored inside the tasks by `predict.score_leads`, with
-LightGBM on one thread per task so tasks do not fight over cores, with the change ledger's
-inputs (`ledger.ledger_inputs`). The scores come back to the driver in lead_id order, a partition at a time, and are written by the batch scorer's
-transactional writer, so locking, resume and exactly-once are the local engine's.
+Imported only when asked for (pyspark and its JVM are heavy). The driver first reads and screens
+the selection page by page with the local engine's own code (`rejects.screened_pages`), so the
+same rows are refused by the same rules, in the same pages. The good leads and their events are
+read over JDBC from PostgreSQL (Debian's libpostgresql-jdbc-java driver; the refused leads left
+out by a semi-join on the good ids) or, from any other source, staged as Parquet by that same
+pass; they are grouped by lead-id bucket (cogroup + applyInPandas) and scored inside the tasks by
+`predict.score_leads`, with LightGBM on one thread per task so tasks do not fight over cores,
+with the ledger's inputs (`ledger.ledger_inputs`). The scores come back to the driver in lead_id
+order and are cut where the local engine's pages end, each chunk carrying its page's rejects and
+progress marker to the batch scorer's transactional writer, so locking, resume, exactly-once
+and the rejects' bookkeeping are the local engine's.
 
 pandas 3 and pyspark 4.3 (which warns it "does not yet fully support pandas >= 3.0.0"), checked
 here: the Arrow paths (pandas UDF input and output, createDataFrame, toPandas) give the right
@@ -27,10 +31,13 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from leadml.batch.rejects import screened_pages
 from leadml.config import DataConfig
 from leadml.data.io import canonical_leads
 from leadml.data.leads import id_bounds
@@ -72,18 +79,23 @@ def spark_source(
     """
 
     def source(plan) -> Iterator[pd.DataFrame]:
-        if plan.total == 0:
-            return
-        spark, owned = spark_session(master, conf=conf, jdbc=is_postgres(plan.url))
         staging = Path(tempfile.mkdtemp(prefix="leadml-spark-"))
         try:
-            leads, events = _inputs(spark, plan, staging)
-            scored = _score_frames(spark, leads, events, plan)
-            yield from _in_order(scored, plan.chunk_size, plan.as_of)
+            jdbc = is_postgres(plan.url)
+            screened = screen_selection(plan, None if jdbc else staging)
+            if not screened.good:  # nothing for Spark: only rejects (if any) to write
+                yield from _by_page(iter(()), screened, plan.as_of)
+                return
+            spark, owned = spark_session(master, conf=conf, jdbc=jdbc)
+            try:
+                leads, events = _inputs(spark, plan, staging, screened)
+                scored = _score_frames(spark, leads, events, plan)
+                yield from _by_page(_in_order(scored), screened, plan.as_of)
+            finally:
+                if owned:
+                    spark.stop()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            if owned:
-                spark.stop()
 
     return source
 
@@ -135,15 +147,60 @@ def _quiet_pandas3_warning() -> None:
         os.environ["PYTHONWARNINGS"] = f"{current},{rule}" if current else rule
 
 
+# ---------------------------------------------------------------- screening
+
+
+@dataclass
+class Screened:
+    """The selection as the local engine screens it: per page, its last raw lead_id (the run's
+    progress marker after it) and its rejects; the ids of the good leads, per page."""
+
+    pages: list[tuple[object, pd.DataFrame]] = field(default_factory=list)
+    good_ids: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def good(self) -> int:
+        return sum(len(ids) for ids in self.good_ids)
+
+
+def screen_selection(plan, staging: Path | None = None) -> Screened:
+    """Every page of the plan read and screened on the driver by the local engine's code; with
+    `staging`, the good leads and their visible events written there as Parquet, a page at a
+    time (memory stays one page, plus the rejects and the good ids)."""
+    screened, schemas = Screened(), {}
+    for i, (leads, events, rejects, last) in enumerate(screened_pages(plan)):
+        screened.pages.append((last, rejects))
+        if not len(leads):
+            continue
+        screened.good_ids.append(_integer_ids(leads, plan))
+        if staging is None:
+            continue
+        _write_part(leads, staging / "leads" / f"part-{i:05d}.parquet", schemas, "leads")
+        if events is not None and len(events):
+            events = events[[c for c in EVENT_COLUMNS if c in events.columns]]
+            _write_part(events, staging / "events" / f"part-{i:05d}.parquet", schemas, "events")
+    return screened
+
+
+def _integer_ids(leads: pd.DataFrame, plan) -> np.ndarray:
+    if leads["lead_id"].dtype.kind not in "iu":
+        raise ScoringError(
+            f"table '{plan.leads_table}', column 'lead_id': the Spark engine needs integer ids "
+            f"(got {leads['lead_id'].dtype}); use --engine local"
+        )
+    return leads["lead_id"].to_numpy(dtype="int64")
+
+
 # ---------------------------------------------------------------- inputs
 
 
-def _inputs(spark, plan, staging: Path):
-    """(leads, events) Spark frames: over JDBC from PostgreSQL, else staged Parquet pages."""
+def _inputs(spark, plan, staging: Path, screened: Screened):
+    """(leads, events) Spark frames of the good leads: over JDBC from PostgreSQL, else the
+    Parquet the screening staged."""
     if is_postgres(plan.url):
-        leads, events = _jdbc_inputs(spark, plan)
+        leads, events = _jdbc_inputs(spark, plan, screened)
     else:
-        leads, events = _parquet_inputs(spark, plan, staging)
+        leads, events = _parquet_inputs(spark, staging)
     if dict(leads.dtypes).get("lead_id") not in ("bigint", "int", "smallint"):
         raise ScoringError(
             f"table '{plan.leads_table}', column 'lead_id': the Spark engine needs integer ids "
@@ -152,14 +209,19 @@ def _inputs(spark, plan, staging: Path):
     return leads, events
 
 
-def _jdbc_inputs(spark, plan):
+def _jdbc_inputs(spark, plan, screened: Screened):
+    """The selection over JDBC, kept to the leads the screening passed (neither a refused lead
+    nor one that entered the selection after the screening is scored)."""
     low, high = _id_bounds(plan)
     parts = _buckets(spark, plan)
+    good = spark.createDataFrame(pd.DataFrame({"lead_id": np.concatenate(screened.good_ids)}))
     leads = _jdbc_frame(spark, plan.url, plan.leads_sql, low, high, parts)
+    leads = leads.join(good, "lead_id", "left_semi")
     if plan.events_sql is None:
         return leads, spark.createDataFrame([], EMPTY_EVENTS)
     events = _jdbc_frame(spark, plan.url, plan.events_sql, low, high, parts)
-    return leads, events.select(*[c for c in EVENT_COLUMNS if c in events.columns])
+    events = events.select(*[c for c in EVENT_COLUMNS if c in events.columns])
+    return leads, events.join(good, "lead_id", "left_semi")
 
 
 def _jdbc_frame(spark, url: str, sql: str, low: int, high: int, partitions: int):
@@ -215,15 +277,9 @@ def _id_bounds(plan) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _parquet_inputs(spark, plan, staging: Path):
-    """Stage the plan's pages (the batch scorer's reader) as Parquet; memory stays one page."""
+def _parquet_inputs(spark, staging: Path):
+    """The good leads and their events as the screening staged them."""
     leads_dir, events_dir = staging / "leads", staging / "events"
-    schemas: dict[str, object] = {}
-    for i, (leads, events) in enumerate(plan.pages()):
-        _write_part(leads, leads_dir / f"part-{i:05d}.parquet", schemas, "leads")
-        if events is not None and len(events):
-            events = events[[c for c in EVENT_COLUMNS if c in events.columns]]
-            _write_part(events, events_dir / f"part-{i:05d}.parquet", schemas, "events")
     leads = spark.read.parquet(str(leads_dir))
     if not events_dir.exists():
         return leads, spark.createDataFrame([], EMPTY_EVENTS)
@@ -305,24 +361,37 @@ def score_partition(
     return out[SCORE_COLUMNS].assign(attributes=ledger_inputs(leads, model))
 
 
-def _in_order(scored, chunk_size: int, as_of: pd.Timestamp) -> Iterator[pd.DataFrame]:
-    """Scores back on the driver sorted by lead_id, one partition at a time, in writer chunks."""
+def _in_order(scored) -> Iterator[tuple]:
+    """Score rows back on the driver sorted by lead_id, one partition at a time."""
     from pyspark import StorageLevel
 
     scored = scored.persist(
         StorageLevel.MEMORY_AND_DISK
     )  # the sort's sampling must not score twice
     try:
-        rows: list[tuple] = []
         for row in scored.orderBy("lead_id").toLocalIterator(prefetchPartitions=True):
-            rows.append(tuple(row))
-            if len(rows) >= chunk_size:
-                yield _frame(rows, as_of)
-                rows = []
-        if rows:
-            yield _frame(rows, as_of)
+            yield tuple(row)
     finally:
         scored.unpersist()
+
+
+def _by_page(
+    rows: Iterator[tuple], screened: Screened, as_of: pd.Timestamp
+) -> Iterator[pd.DataFrame]:
+    """The score rows cut where the screened pages end: each chunk with its page's rejects and
+    last lead_id, so the writer commits a page's scores, rejects and progress marker together
+    (a resumed run writes none twice), exactly as the local engine's pages."""
+    pending = next(rows, None)
+    for last, rejects in screened.pages:
+        chunk = []
+        while pending is not None and last is not None and pending[0] <= last:
+            chunk.append(pending)
+            pending = next(rows, None)
+        frame = _frame(chunk, as_of) if chunk else pd.DataFrame()
+        frame.attrs.update(rejects=rejects, last_lead_id=last)
+        yield frame
+    if pending is not None:
+        raise ScoringError(f"lead_id {pending[0]}: scored by Spark past the screened selection")
 
 
 def _frame(rows: list[tuple], as_of: pd.Timestamp) -> pd.DataFrame:
