@@ -17,6 +17,7 @@ import pandas as pd
 
 from leadml.bundle import LeadModel, jsonable, library_versions
 from leadml.config import Config
+from leadml.data.sql import mask_url
 from leadml.hygiene import hygiene_lines
 from leadml.report_figures import MODELS, figures
 from leadml.split import TEST, TRAIN, VALID
@@ -77,8 +78,6 @@ def safe_source(source: str) -> str:
     """A data source for display: database URLs lose their password."""
     if "://" not in source:
         return source
-    from leadml.data.sql import mask_url
-
     return mask_url(source)
 
 
