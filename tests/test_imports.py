@@ -12,19 +12,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "leadml"
 
-# module (or package, covering its submodules) -> why its in-function imports need no comment
-UNSWEPT = {
-    "leadml.batch": "not yet swept",
-}
-
-
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def is_unswept(module: str) -> bool:
-    return any(module == m or module.startswith(m + ".") for m in UNSWEPT)
 
 
 def own_imports_in_functions(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
@@ -60,8 +50,6 @@ def test_in_function_imports_of_leadml_say_why():
     assert len(modules) > 20
     offenders = []
     for path in modules:
-        if is_unswept(module_name(path)):
-            continue
         source = path.read_text()
         lines = source.splitlines()
         for line in unexplained(source):
@@ -93,6 +81,4 @@ def test_the_check_sees_what_it_should():
         "        from leadml.ledger import bundle_finder\n"
     )
     assert unexplained(source) == [4, 5, 6, 11, 15]
-    assert is_unswept("leadml.batch.rejects") and not is_unswept("leadml.report")
-    assert not is_unswept("leadml.report_figures") and not is_unswept("leadml.batcher")
     assert module_name(PACKAGE / "batch" / "__init__.py") == "leadml.batch"

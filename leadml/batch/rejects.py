@@ -21,7 +21,9 @@ from leadml.config import Config, DataConfig
 from leadml.data import leads as db_leads
 from leadml.data import runs as run_rows
 from leadml.data import scores as score_tables
+from leadml.data.frames import canonical_leads, with_status
 from leadml.errors import LeadmlError
+from leadml.hygiene import map_missing_values
 from leadml.schema import EVENTS, REJECT_COLUMNS, ScreenedPage, screen_page, utc_now
 
 SKIPPED_LIMIT = 10_000  # run-level rejects kept per run (a broken feed fails by fraction anyway)
@@ -40,9 +42,7 @@ def screen_raw_page(
     data: DataConfig, model, raw: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
     """(leads, events, rejects) of a raw page: good rows validated exactly as training reads
-    them (`io.canonical_leads`), events cut at as_of, bad rows as rejects."""
-    from leadml.data.io import canonical_leads, with_status
-
+    them (`frames.canonical_leads`), events cut at as_of, bad rows as rejects."""
     probe = with_status(_missing_as_null(raw, data), data.target)
     numeric = sorted(set(data.numeric or ()) | set(model.spec.numeric))
     page = screen_page(probe, events, numeric=numeric, non_finite=data.non_finite)
@@ -62,18 +62,12 @@ def _visible(page: ScreenedPage, leads: pd.DataFrame, as_of: pd.Timestamp) -> pd
 
 def _missing_as_null(raw: pd.DataFrame, data) -> pd.DataFrame:
     """The config's 'not answered' texts as missing, as training reads them (data.missing_values)."""
-    try:
-        from leadml.hygiene import map_missing_values
-    except ImportError:  # a leadml without data.missing_values
-        return raw
-    values = getattr(data, "missing_values", None)
+    values = data.missing_values
     return map_missing_values(raw, values, (data.target.column,))[0] if values else raw
 
 
 def skipped_rejects(model, tables, as_of: pd.Timestamp) -> pd.DataFrame:
     """Rejects of the rows the selection passes over (see the module docstring)."""
-    from leadml.data.io import with_status
-
     data = tables.data
     found = [no_rejects()]
     skipped = db_leads.skipped_rows(tables, as_of, SKIPPED_LIMIT)

@@ -39,7 +39,7 @@ import pandas as pd
 
 from leadml.batch.rejects import screened_pages
 from leadml.config import DataConfig
-from leadml.data.io import canonical_leads
+from leadml.data.frames import canonical_leads
 from leadml.data.leads import id_bounds
 from leadml.data.sql import is_postgres
 from leadml.errors import ScoringError
@@ -344,7 +344,7 @@ def score_partition(
     """One bucket of leads with their events, scored by THE inference path on one thread, with
     what the change ledger re-scores each scoring from (`attributes`, as the local engine).
 
-    The leads are mapped and validated by `io.canonical_leads` exactly as the local reader does
+    The leads are mapped and validated by `frames.canonical_leads` exactly as the local reader does
     (JDBC rows carry canonical column names but the user's target column and ignored columns).
     """
     warnings.filterwarnings("ignore", message=PANDAS3_WARNING, category=FutureWarning)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from leadml.batch.lock import ScoringLock
 from leadml.batch.options import now
+from leadml.batch.rejects import leads_refused, rejects_writer
 from leadml.batch.runs import FAILED, RunState, finish_run
 from leadml.data import runs as run_rows
 from leadml.data import scores as score_tables
@@ -42,8 +43,6 @@ def write_all(
     An error marks the run failed; an interrupt (Ctrl-C, SIGTERM, SIGKILL) leaves it running,
     so the next start resumes it.
     """
-    from leadml.batch.rejects import leads_refused, rejects_writer
-
     grades: Counter = Counter()
     progress(0, total)
     try:

@@ -2,8 +2,8 @@
 
 Database reads live in `data/leads.py` (which applies the same mapping in SQL) and the SQL
 plumbing in `data/sql.py`; this module dispatches a configured source to the right reader,
-maps raw frames onto the canonical tables and writes tables in one transaction each (all or
-nothing) with the bulk paths of `sql.bulk_insert`.
+maps raw frames onto the canonical tables through `data/frames.py` and writes tables in one
+transaction each (all or nothing) with the bulk paths of `sql.bulk_insert`.
 """
 
 from __future__ import annotations
@@ -11,24 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from leadml import hygiene
-from leadml.config import DataConfig, TargetConfig
+from leadml.config import DataConfig
 from leadml.data import leads as db_leads
 from leadml.data import sql
+from leadml.data.frames import canonical_leads, map_columns, with_status
 from leadml.data.sql import engine_for, mask_url
-from leadml.errors import DataSourceError, SchemaError
-from leadml.schema import CORE_LEAD_COLUMNS, EVENTS, LEADS, validate_events, validate_leads
+from leadml.errors import DataSourceError
+from leadml.schema import EVENTS, LEADS, validate_events
 
-__all__ = ["engine_for", "mask_url"]  # re-exported: the common imports of callers and tests
+# re-exported: the common imports of callers and tests
+__all__ = ["canonical_leads", "engine_for", "mask_url", "with_status"]
 
 FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".csv.zip", ".parquet", ".pq")
 READ_CHUNK = 100_000
-_TRUE_TEXT = ("true", "yes", "y", "1", "1.0")
-_FALSE_TEXT = ("false", "no", "n", "0", "0.0")
 
 
 def is_file_source(source: str) -> bool:
@@ -59,7 +57,7 @@ def read_events(
     if data_cfg.events_source is None:
         return None
     raw = _read_file(data_cfg.events_source, data_cfg)
-    mapped = _map_columns(raw, data_cfg, EVENTS)
+    mapped = map_columns(raw, data_cfg, EVENTS)
     return validate_events(mapped, lead_ids, non_finite=data_cfg.non_finite)
 
 
@@ -87,84 +85,6 @@ def import_dataset(data_cfg: DataConfig, url: str, *, replace: bool = False) -> 
     tables = {LEADS: leads} if events is None else {LEADS: leads, EVENTS: events}
     write_tables(url, tables, replace=replace)
     return {name: len(frame) for name, frame in tables.items()}
-
-
-def canonical_leads(raw: pd.DataFrame, data_cfg: DataConfig) -> pd.DataFrame:
-    """Apply the config's mapping (rename, ignore, id, time, target) and hygiene (order_by,
-    missing_values, bad_rows; summary in `.attrs["hygiene"]`) to a raw table and validate."""
-    raw, ordered = hygiene.order_rows(raw, data_cfg.order_by)
-    df = _map_columns(raw, data_cfg, LEADS)
-    if ordered and data_cfg.order_by in df.columns and data_cfg.order_by not in CORE_LEAD_COLUMNS:
-        df = df.drop(columns=[data_cfg.order_by])  # an ordering key, not a feature
-    if "lead_id" not in df.columns and data_cfg.id_column is None:
-        df.insert(0, "lead_id", np.arange(1, len(df) + 1, dtype="int64"))
-    df, missing = hygiene.map_missing_values(df, data_cfg.missing_values, (data_cfg.target.column,))
-    df = with_status(df, data_cfg.target)
-    _check_declared(df, data_cfg)
-    require_time = data_cfg.created_at is not None
-    bad: dict = {}
-    if data_cfg.bad_rows == "drop":
-        df, bad = hygiene.drop_bad_rows(df, data_cfg, require_time)
-    out = validate_leads(
-        df, require_time=require_time, numeric=data_cfg.numeric, non_finite=data_cfg.non_finite
-    )
-    out.attrs["hygiene"] = {"missing_values": missing, "order_by": ordered, "bad_rows": bad}
-    return out
-
-
-def _map_columns(raw: pd.DataFrame, data_cfg: DataConfig, table: str) -> pd.DataFrame:
-    """Rename the user's columns to canonical names (`leads.column_mapping`) and drop the ignored."""
-    raw = raw.rename(columns=str)
-    mapping = db_leads.column_mapping(data_cfg, list(raw.columns))
-    df = raw[list(mapping)].rename(columns=mapping)
-    if data_cfg.id_column and "lead_id" not in df.columns:
-        raise SchemaError(
-            table, data_cfg.id_column, f"id column not found; columns are {list(raw.columns)[:12]}"
-        )
-    ignored = [
-        c for c in df.columns if c in data_cfg.ignore or _source_name(c, mapping) in data_cfg.ignore
-    ]
-    return df.drop(columns=ignored)
-
-
-def _source_name(column: str, mapping: Mapping[str, str]) -> str | None:
-    return next((s for s, c in mapping.items() if c == column), None)
-
-
-def with_status(df: pd.DataFrame, target: TargetConfig) -> pd.DataFrame:
-    """Derive `status` from the target: positive -> converted, null or 'open' -> open, else disqualified."""
-    if target.column == "status" and str(target.positive).lower() == "converted":
-        return df
-    if target.column not in df.columns:
-        if "status" in df.columns:
-            return df  # already canonical (e.g. a table written by `leadml import`)
-        raise SchemaError(LEADS, target.column, "target column not found")
-    values = df[target.column]
-    status = np.where(_is_positive(values, target.positive), "converted", "disqualified")
-    out = df.drop(columns=[target.column])
-    still_open = values.isna() | (values.astype(str).str.strip().str.lower() == "open")
-    out["status"] = np.where(still_open.to_numpy(), "open", status)
-    return out
-
-
-def _is_positive(values: pd.Series, positive: str | int | bool) -> np.ndarray:
-    """Rows equal to the positive value: numbers as numbers, text case-insensitively.
-
-    YAML reads an unquoted `yes` as True, so a boolean positive also matches yes/true/y/1 text.
-    """
-    if pd.api.types.is_numeric_dtype(values) and not isinstance(positive, str):
-        return (values == positive).to_numpy()
-    text = values.astype(str).str.strip().str.lower()
-    if isinstance(positive, bool):
-        return text.isin(_TRUE_TEXT if positive else _FALSE_TEXT).to_numpy()
-    return (text == str(positive).strip().lower()).to_numpy()
-
-
-def _check_declared(df: pd.DataFrame, data_cfg: DataConfig) -> None:
-    for field in ("numeric", "categorical", "leaking"):
-        missing = [c for c in getattr(data_cfg, field) or [] if c not in df.columns]
-        if missing:
-            raise SchemaError(LEADS, missing[0], f"declared in data.{field} but not in the table")
 
 
 def _read_file(path: str, data_cfg: DataConfig) -> pd.DataFrame:

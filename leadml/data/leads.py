@@ -6,7 +6,7 @@ one SELECT that renames them, and every reader (whole table, keyset page, one le
 a set of leads up to a point in time, the batch scorer's selection) wraps that SELECT. So a
 database whose table is `crm.prospects` with `LeadId, Created, Stage` reads exactly like a
 canonical `leads` table, on SQLite and PostgreSQL alike. Rows come back through
-`io.canonical_leads` / `schema.validate_events`, the same validation as file sources.
+`frames.canonical_leads` / `schema.validate_events`, the same validation as file sources.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from leadml.config import DataConfig
 from leadml.data import sql
+from leadml.data.frames import canonical_leads, column_mapping, with_status
 from leadml.errors import SchemaError
 from leadml.schema import EVENT_COLUMNS, EVENTS, LEADS, to_naive_utc, validate_events
 
@@ -85,22 +86,6 @@ def _mapped(conn: Connection, data: DataConfig, table: str, kind: str) -> Mapped
     return MappedTable(table, mapping, bool(types[ident]))
 
 
-def column_mapping(data: DataConfig, columns: Sequence[str]) -> dict[str, str]:
-    """Source column -> canonical name for a table with these columns (the config's rules)."""
-    rename = dict(data.rename)
-    for source, canonical in (
-        (data.id_column, "lead_id"),
-        (data.created_at, "created_at"),
-        (data.converted_at, "converted_at"),
-    ):
-        if source and source != canonical and source in columns:
-            rename.setdefault(source, canonical)
-    mapped = {c: rename.get(c, c) for c in columns}
-    # a column already named like a canonical one that another column is renamed to gives way
-    targets = {rename[c] for c in columns if c in rename and rename[c] != c}
-    return {s: c for s, c in mapped.items() if not (s == c and c in targets and s not in rename)}
-
-
 def _check_mapping(table: str, kind: str, mapping: dict[str, str], columns: list[str]) -> None:
     names = pd.Index(list(mapping.values()))
     if names.has_duplicates:
@@ -148,8 +133,6 @@ def open_condition(conn: Connection, tables: LeadTables, alias: str = "l") -> st
 
 def read_leads(url: str, data: DataConfig) -> pd.DataFrame:
     """The whole leads table, mapped and validated."""
-    from leadml.data.io import canonical_leads  # lazy: cycle, data.io imports data.leads
-
     with sql.connect(url, table=data.leads_table) as conn:
         tables = resolve_on(conn, url, data)
         raw = _read_all(conn, mapped_sql(conn, tables.leads))
@@ -198,8 +181,6 @@ def iter_leads_keyset(
     `after` resumes past that lead_id. `raw`: the pages as read (canonical names, not validated),
     for the batch scorer, which screens them row by row (`schema.screen_page`).
     """
-    from leadml.data.io import canonical_leads  # lazy: cycle, data.io imports data.leads
-
     while True:
         with sql.connect(tables.url, table=tables.leads.table) as conn:
             page = _keyset_page(conn, tables, chunk_size, after, where_sql)
@@ -237,8 +218,6 @@ def lead_key(mapped: MappedTable, lead_id: object) -> object | None:
 
 def lead_row(tables: LeadTables, lead_id: object) -> dict | None:
     """One lead's row under canonical names (status derived, ignored columns kept), or None."""
-    from leadml.data.io import with_status  # lazy: cycle, data.io imports data.leads
-
     key = lead_key(tables.leads, lead_id)
     if key is None:
         return None
@@ -256,8 +235,6 @@ def lead_row(tables: LeadTables, lead_id: object) -> dict | None:
 
 def read_lead(tables: LeadTables, lead_id: object) -> tuple[dict | None, list[dict]]:
     """One lead, validated like a full read (ignored columns dropped), and all its events."""
-    from leadml.data.io import canonical_leads  # lazy: cycle, data.io imports data.leads
-
     key = lead_key(tables.leads, lead_id)
     if key is None:
         return None, []

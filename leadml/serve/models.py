@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from leadml.config import DataConfig
-from leadml.data.leads import column_mapping
+from leadml.data.frames import column_mapping
 from leadml.features import FeatureSpec
 
 MAX_EVENTS = 10_000
