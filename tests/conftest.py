@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -121,3 +123,41 @@ def history_db(small_db_url, trained_bundle, tmp_path_factory) -> str:
         with engine_for(url).begin() as conn:
             conn.execute(text("UPDATE leads SET employees = employees * 2 WHERE lead_id % 5 = 0"))
     return url
+
+
+@pytest.fixture
+def pg_schema(request):
+    """Private PostgreSQL schemas for this test, dropped afterwards: `with pg_schema("prefix") as
+    url` (the URL's search_path is the schema). Skips without LEADML_TEST_PG_URL, only when used."""
+
+    @contextmanager
+    def make(prefix: str = "leadml_test") -> Iterator[str]:
+        from leadml.data.io import engine_for
+
+        base = request.getfixturevalue("pg_url_required")
+        schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with engine_for(base).begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+        try:
+            yield url
+        finally:
+            engine_for(url).dispose()
+            with engine_for(base).begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local Spark session (with the PostgreSQL JDBC driver) for the module; the engine and
+    the CLI reuse it. Skips without pyspark or Java."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("the Spark engine needs Java")
+    from leadml.batch.spark import spark_session
+
+    session, _ = spark_session("local[2]", jdbc=True)
+    yield session
+    session.stop()

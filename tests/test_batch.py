@@ -10,8 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -47,40 +45,26 @@ def frames(small_db_url):
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path, small_db_url, frames):
+def db_url(request, tmp_path, small_db_url, frames, pg_schema):
     """A private copy of the small lead database on SQLite or in its own PostgreSQL schema."""
     if request.param == "sqlite":
         path = tmp_path / "leads.db"
         shutil.copy(small_db_url.removeprefix("sqlite:///"), path)
         yield f"sqlite:///{path}"
         return
-    with _pg_schema(request.getfixturevalue("pg_url_required")) as url:
+    with pg_schema("leadml_batch") as url:
         write_tables(url, {"leads": frames[0], "lead_events": frames[1]})
         yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def empty_db_url(request, tmp_path):
+def empty_db_url(request, tmp_path, pg_schema):
     """An empty private SQLite file or PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    with _pg_schema(request.getfixturevalue("pg_url_required")) as url:
+    with pg_schema("leadml_batch") as url:
         yield url
-
-
-@contextmanager
-def _pg_schema(base: str):
-    schema = f"leadml_batch_{uuid.uuid4().hex[:10]}"
-    with engine_for(base).begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with engine_for(base).begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 def _config() -> Config:

@@ -6,7 +6,6 @@ tests/test_rejects.py."""
 from __future__ import annotations
 
 import shutil
-import uuid
 
 import pandas as pd
 import pytest
@@ -45,41 +44,11 @@ def expected(frames, lead_model) -> pd.DataFrame:
     return out[COMPARED].sort_values("lead_id").reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("the Spark engine needs Java")
-    from leadml.batch.spark import spark_session
-
-    session, _ = spark_session("local[2]", jdbc=True)
-    yield session
-    session.stop()
-
-
-def _pg_url(base: str):
-    """A private PostgreSQL schema (its URL) holding a copy of the small database."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def schema_url():
-        if not PG_JDBC_JAR.is_file():
-            pytest.skip(
-                "the PostgreSQL JDBC driver is missing: "
-                f"apt-get install libpostgresql-jdbc-java ({PG_JDBC_JAR})"
-            )
-        schema = f"leadml_spark_{uuid.uuid4().hex[:10]}"
-        with engine_for(base).begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-        try:
-            yield url
-        finally:
-            engine_for(url).dispose()
-            with engine_for(base).begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-
-    return schema_url()
+def _require_jdbc() -> None:
+    if not PG_JDBC_JAR.is_file():
+        pytest.skip(
+            f"the PostgreSQL JDBC driver is missing: apt-get install libpostgresql-jdbc-java ({PG_JDBC_JAR})"
+        )
 
 
 def _spark_scores(url: str, bundle) -> pd.DataFrame:
@@ -113,8 +82,9 @@ def test_spark_on_sqlite_matches_local(spark, tmp_path, small_db_url, trained_bu
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_spark_over_jdbc_matches_local(spark, pg_url_required, frames, trained_bundle, expected):
-    with _pg_url(pg_url_required) as url:
+def test_spark_over_jdbc_matches_local(spark, pg_schema, frames, trained_bundle, expected):
+    _require_jdbc()
+    with pg_schema("leadml_spark") as url:
         write_tables(url, {"leads": frames[0], "lead_events": frames[1]})
         _assert_same(_spark_scores(url, trained_bundle), expected)
 
@@ -165,15 +135,15 @@ def _ledger(url: str, lead_id: int, model_for) -> dict:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def twin_urls(request, tmp_path, small_db_url, frames):
+def twin_urls(request, tmp_path, small_db_url, frames, pg_schema):
     """Two private copies of the small database (SQLite files or PostgreSQL schemas)."""
     if request.param == "sqlite":
         for name in ("local.db", "spark.db"):
             shutil.copy(small_db_url.removeprefix("sqlite:///"), tmp_path / name)
         yield f"sqlite:///{tmp_path / 'local.db'}", f"sqlite:///{tmp_path / 'spark.db'}"
         return
-    base = request.getfixturevalue("pg_url_required")
-    with _pg_url(base) as local_url, _pg_url(base) as spark_url:
+    _require_jdbc()
+    with pg_schema("leadml_spark") as local_url, pg_schema("leadml_spark") as spark_url:
         for url in (local_url, spark_url):
             write_tables(url, {"leads": frames[0], "lead_events": frames[1]})
         yield local_url, spark_url

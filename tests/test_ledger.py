@@ -181,7 +181,7 @@ def test_scoring_frame_pick_pair_and_trend():
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def scored_db(request, tmp_path, small_db_url, trained_bundle, second_bundle):
+def scored_db(request, tmp_path, small_db_url, trained_bundle, second_bundle, pg_schema):
     """A private database scored three times by `leadml score`: T1; attribute edits, T2; a new
     model, T3. Yields (url, config)."""
     import shutil
@@ -193,7 +193,7 @@ def scored_db(request, tmp_path, small_db_url, trained_bundle, second_bundle):
         shutil.copy(small_db_url.removeprefix("sqlite:///"), path)
         yield _three_runs(f"sqlite:///{path}", trained_bundle, second_bundle), Config()
         return
-    with _pg_copy(request.getfixturevalue("pg_url_required"), small_db_url) as url:
+    with _pg_copy(pg_schema, small_db_url) as url:
         yield _three_runs(url, trained_bundle, second_bundle), Config()
 
 
@@ -220,29 +220,19 @@ def _three_runs(url: str, first_bundle, second_bundle) -> str:
     return url
 
 
-def _pg_copy(base: str, small_db_url: str):
+def _pg_copy(pg_schema, small_db_url: str):
+    """A private PostgreSQL schema holding a copy of the small database."""
     import contextlib
-    import uuid
-
-    from sqlalchemy import text
 
     from leadml.config import Config
-    from leadml.data.io import engine_for, read_dataset, write_tables
+    from leadml.data.io import read_dataset, write_tables
 
     @contextlib.contextmanager
     def copy():
-        schema = f"leadml_hist_{uuid.uuid4().hex[:10]}"
-        with engine_for(base).begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-        try:
+        with pg_schema("leadml_hist") as url:
             leads, events = read_dataset(Config().data, url=small_db_url)
             write_tables(url, {"leads": leads, "lead_events": events})
             yield url
-        finally:
-            engine_for(url).dispose()
-            with engine_for(base).begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
     return copy()
 

@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -134,20 +132,6 @@ SQLITE_ONLY: set = set()  # (a number in a SQLite text column is stored as its t
 # ---------------------------------------------------------------- databases
 
 
-@contextmanager
-def _pg_schema(base: str):
-    schema = f"leadml_rej_{uuid.uuid4().hex[:10]}"
-    with engine_for(base).begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with engine_for(base).begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-
-
 def _write(url: str, leads: pd.DataFrame, events: pd.DataFrame) -> None:
     """The tables as given; no primary key on leads, so NULL and duplicate ids can be stored."""
     write_tables(url, {"leads": leads.rename(columns={"status": "status_"}), "lead_events": events})
@@ -156,13 +140,13 @@ def _write(url: str, leads: pd.DataFrame, events: pd.DataFrame) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database(request, tmp_path):
+def database(request, tmp_path, pg_schema):
     """A writer of (leads, events) into a private SQLite file or PostgreSQL schema: its URL."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'leads.db'}"
         yield request.param, url
         return
-    with _pg_schema(request.getfixturevalue("pg_url_required")) as url:
+    with pg_schema("leadml_rej") as url:
         yield request.param, url
 
 
@@ -392,19 +376,6 @@ def test_monitor_shows_rejects_per_run_and_alerts_when_they_rise(database, train
 
 
 # ---------------------------------------------------------------- the Spark engine
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """One local Spark session for the module; the engine reuses it."""
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("the Spark engine needs Java")
-    from leadml.batch.spark import spark_session
-
-    session, _ = spark_session("local[2]", jdbc=True)
-    yield session
-    session.stop()
 
 
 def _spark_source():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -272,19 +271,6 @@ def test_explain_and_monitor_through_the_config(scored):
     assert code in (0, 1), out  # stable or alert on a few hundred leads; 2 would be an error
     assert stored["model_version"].iloc[0] in out and "Industry" in out  # the user's feature
     assert "leadml monitoring" in report.read_text()
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """One session (with the PostgreSQL JDBC driver) for the module; the CLI reuses it."""
-    pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
-        pytest.skip("the Spark engine needs Java")
-    from leadml.batch.spark import spark_session
-
-    session, _ = spark_session("local[2]", jdbc=True)
-    yield session
-    session.stop()
 
 
 @pytest.mark.spark
