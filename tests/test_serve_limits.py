@@ -253,21 +253,9 @@ def test_uvicorn_gets_the_limits_from_config(small_config):
 def test_a_bad_stored_lead_is_a_422_page_naming_the_rule(
     trained_bundle, small_db_url, small_config, lead_model, tmp_path, column, value, rule
 ):
-    import shutil
-
-    from sqlalchemy import text
-
-    from leadml.data.io import engine_for
     from leadml.serve.app import create_app
 
-    path = tmp_path / "leads.db"
-    shutil.copy(small_db_url.removeprefix("sqlite:///"), path)
-    url = f"sqlite:///{path}"
-    with engine_for(url).begin() as conn:
-        lead_id = conn.execute(text("SELECT lead_id FROM leads WHERE status = 'open'")).first()[0]
-        conn.execute(
-            text(f"UPDATE leads SET {column} = :v WHERE lead_id = :i"), {"v": value, "i": lead_id}
-        )
+    url, lead_id = _one_bad_stored_lead(small_db_url, tmp_path, column, value)
     with TestClient(create_app(trained_bundle, url, small_config)) as client:
         page = client.get(f"/leads/{lead_id}")
     assert page.status_code == 422 and "text/html" in page.headers["content-type"]
@@ -295,6 +283,15 @@ def test_explain_of_a_bad_stored_lead_exits_2_naming_the_problem(
 ):
     """`leadml explain` refuses a bad stored row like the pages and the batch scorer: one line
     naming the rule (or the column and the value that cannot be read), exit 2, no score."""
+    url, lead_id = _one_bad_stored_lead(small_db_url, tmp_path, column, value)
+    args = ("explain", str(lead_id), "--db", url, "--model", str(trained_bundle))
+    code, out, err = run_cli(*args, "--as-of", "2026-06-30")
+    assert code == 2 and "Traceback" not in err
+    assert all(part.format(lead=lead_id) in err for part in named) and "/100" not in out
+
+
+def _one_bad_stored_lead(small_db_url: str, tmp_path, column: str, value: str) -> tuple[str, int]:
+    """A private copy of the small database where one open lead's `column` holds `value`."""
     import shutil
 
     from sqlalchemy import text
@@ -309,7 +306,4 @@ def test_explain_of_a_bad_stored_lead_exits_2_naming_the_problem(
         conn.execute(
             text(f"UPDATE leads SET {column} = :v WHERE lead_id = :i"), {"v": value, "i": lead_id}
         )
-    args = ("explain", str(lead_id), "--db", url, "--model", str(trained_bundle))
-    code, out, err = run_cli(*args, "--as-of", "2026-06-30")
-    assert code == 2 and "Traceback" not in err
-    assert all(part.format(lead=lead_id) in err for part in named) and "/100" not in out
+    return url, lead_id
