@@ -14,8 +14,10 @@ integer points, so baseline + fit + engagement = score, exactly.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -141,8 +143,15 @@ def score_shares(
 
 def group_points(points: np.ndarray, groups: Groups) -> np.ndarray:
     """Sum feature points within each reason group (integers stay exact)."""
-    out = np.zeros((points.shape[0], len(groups.keys)), dtype=np.int64)
-    np.add.at(out.T, groups.of_feature, points.T)
+    return sum_by_group(points, groups, np.int64)
+
+
+def sum_by_group(values: np.ndarray, groups: Groups, dtype=np.float64) -> np.ndarray:
+    """Per row, the sum of each group's columns, added in feature order: the same arithmetic as
+    `np.add.at` (so a row's sums never depend on the other rows), a column at a time (faster)."""
+    out = np.zeros((values.shape[0], len(groups.keys)), dtype=dtype)
+    for j, g in enumerate(groups.of_feature.tolist()):
+        out[:, g] += values[:, j]
     return out
 
 
@@ -169,12 +178,16 @@ def build_reasons(
     kp = min(top_positive, g)
     keep = np.concatenate([points[:, :kp] > 0, points[:, kp:] < 0], axis=1)
     rows, cols = np.nonzero(keep)  # row-major: each lead's positives, then its negatives
+    with _no_gc():  # many small dicts, no cycles: the collector would only rescan the heap
+        return _reason_dicts(spec, X, groups, n, rows, picked[rows, cols], points[rows, cols])
+
+
+def _reason_dicts(spec, X, groups: Groups, n: int, rows, chosen, pts) -> list[list[dict]]:
     out: list[list[dict]] = [[] for _ in range(n)]
     members = [np.asarray(m, dtype=np.int64) for m in groups.members]
     names = spec.names
     worded: dict[tuple, tuple] = {}  # (group, its values) -> (feature, label, value, text)
-    chosen, pts = picked[rows, cols].tolist(), points[rows, cols].tolist()
-    for i, gg, p in zip(rows.tolist(), chosen, pts, strict=True):
+    for i, gg, p in zip(rows.tolist(), chosen.tolist(), pts.tolist(), strict=True):
         values = tuple(X[i, members[gg]].tolist())
         words = worded.get((gg, values))
         if words is None:
@@ -184,6 +197,19 @@ def build_reasons(
             {"feature": feature, "label": label, "value": value, "points": p, "text": text}
         )
     return out
+
+
+@contextmanager
+def _no_gc():
+    """The cyclic garbage collector paused (and restored as it was): building 100k reason dicts
+    triggers full collections that rescan every object of the process (~30% of the time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _words(spec, groups: Groups, g: int, values: tuple, names) -> tuple:

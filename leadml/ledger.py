@@ -39,7 +39,7 @@ from leadml.data.history import lead_scorings
 from leadml.data.leads import lead_events, resolve_tables
 from leadml.data.scores import output_tables
 from leadml.errors import ModelError, SchemaError
-from leadml.explain import largest_remainder, score_shares
+from leadml.explain import largest_remainder, score_shares, sum_by_group
 from leadml.features import EVENT_PHRASES, _days_text, build_features
 
 CAUSES = ("model", "attributes", "time", "engagement", "other")
@@ -225,9 +225,7 @@ def _state(model: LeadModel, leads: pd.DataFrame, events, as_of: np.ndarray) -> 
     contrib = model.model.contributions(X)
     _, score, base, share = score_shares(contrib, model.calibrator)
     groups = model.groups
-    gshare = np.zeros((len(X), len(groups.keys)))
-    np.add.at(gshare.T, groups.of_feature, share.T)
-    return State(score.astype(np.int64), int(base), gshare, X)
+    return State(score.astype(np.int64), int(base), sum_by_group(share, groups), X)
 
 
 def _edited_state(model, a_new: State, earlier, later, seen, as_of) -> State:

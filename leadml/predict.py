@@ -24,6 +24,7 @@ from leadml.explain import (
     group_points,
     reasons_json,
     score_and_points,
+    sum_by_group,
 )
 from leadml.features import build_features, build_row
 from leadml.schema import SCORE_COLUMNS, first_reject, screen_page
@@ -121,8 +122,7 @@ def score_matrix(model: LeadModel, X: np.ndarray, *, reasons: bool = True) -> di
         prob, score, _, points = score_and_points(contrib, model.calibrator)
         groups = model.groups
         gp = group_points(points, groups)
-        gm = np.zeros_like(gp, dtype=np.float64)
-        np.add.at(gm.T, groups.of_feature, contrib[:, :-1].T)
+        gm = sum_by_group(contrib[:, :-1], groups)
         why = build_reasons(model.spec, X, gp, gm, groups, model.top_positive, model.top_negative)
         fit, engagement = facet_points(points, model.is_fit)
     else:
