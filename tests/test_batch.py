@@ -179,6 +179,18 @@ def test_incremental_run_scores_only_changed_leads(db_url, trained_bundle, frame
     assert len(_query(db_url, f"SELECT lead_id FROM {SCORES}")) == len(open_ids) + 1
 
 
+def test_an_incremental_run_as_of_before_the_last_run_scores_every_open_lead(
+    db_url, trained_bundle, frames
+):
+    """A point in the past after a newer run: no lead can have changed in between, so the run
+    scores every open lead as of then (with a note), never 'scored 0 leads' in silence."""
+    _score(db_url, trained_bundle, as_of=LATER)
+    summary = _score(db_url, trained_bundle, as_of=AS_OF)
+    assert summary.mode == "incremental" and summary.since is None
+    assert summary.scored == len(_open_ids(frames)) > 0
+    assert any("not after the last run's" in note for note in summary.notes)
+
+
 def _plain(value):
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M:%S")

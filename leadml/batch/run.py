@@ -170,9 +170,9 @@ def _dry_run(
     """Score what a run would score; write nothing, take no lock. `strict`: read and screen
     only, and fail on the first refused row (before a real run writes anything)."""
     out = output_tables(config.data.leads_table)
-    with sql.connect(options.url, table=out.runs) as conn:
-        mode, since, note = window(conn, out, model, options)
     as_of = option_time(options.as_of, "as_of") or now()
+    with sql.connect(options.url, table=out.runs) as conn:
+        mode, since, note = window(conn, out, model, options, as_of)
     state = RunState("", model.version, mode, since, as_of, out=out)
     plan = make_plan(config, options, model, state, tables, record=False)
     plan = replace(plan, skipped=bad_rows.skipped_rejects(model, tables, as_of))

@@ -65,9 +65,9 @@ def open_run(
                 return _state_from_row(running, id_kind, out), notes
             _set_status(conn, out, running.run_id, FAILED, f"abandoned: {conflict}")
             notes.append(f"run {running.run_id} was interrupted and is abandoned ({conflict})")
-        mode, since, note = window(conn, out, model, options)
-        notes += [note] if note else []
         as_of = option_time(options.as_of, "as_of") or now()
+        mode, since, note = window(conn, out, model, options, as_of)
+        notes += [note] if note else []
         state = RunState(
             new_run_id(as_of), model.version, mode, since, as_of, id_kind=id_kind, out=out
         )
@@ -129,9 +129,10 @@ def _state_from_row(row, id_kind: str, out: OutputTables) -> RunState:
 
 
 def window(
-    conn: Connection, out: OutputTables, model, options: ScoreOptions
+    conn: Connection, out: OutputTables, model, options: ScoreOptions, as_of: pd.Timestamp
 ) -> tuple[str, pd.Timestamp | None, str]:
-    """(mode, since, note): --all, --since, or changes since the last successful run's as_of."""
+    """(mode, since, note): --all, --since, or changes since the last successful run's as_of
+    (every open lead when there is none, the model changed, or `as_of` is not after it)."""
     if options.all_leads:
         return "all", None, ""
     since = option_time(options.since, "since")
@@ -149,7 +150,18 @@ def window(
                 "scoring every open lead"
             ),
         )
-    return "incremental", pd.Timestamp(last.as_of), ""
+    last_as_of = pd.Timestamp(last.as_of)
+    if as_of <= last_as_of:
+        return (
+            "incremental",
+            None,
+            (
+                f"as_of {as_of:%Y-%m-%d %H:%M} is not after the last run's "
+                f"({last_as_of:%Y-%m-%d %H:%M}), so no lead changed in between: "
+                "scoring every open lead as of then"
+            ),
+        )
+    return "incremental", last_as_of, ""
 
 
 def record_selected(url: str, state: RunState, total: int) -> None:
