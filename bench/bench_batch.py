@@ -26,9 +26,11 @@ PostgreSQL: --pg-url or LEADML_TEST_PG_URL (a throwaway schema is created and dr
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,8 @@ def main() -> None:
         return
     described = _run_child("model", args.model)
     model = described["path"]
+    if "leadml-bench-model-" in model:  # trained here for this run: removed at exit
+        atexit.register(shutil.rmtree, Path(model).parents[1], True)
     pg_url = args.pg_url or os.environ.get("LEADML_TEST_PG_URL")
     dbs = [d for d in args.dbs if d != "postgres" or pg_url]
     if "postgres" in args.dbs and not pg_url:

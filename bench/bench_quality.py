@@ -13,6 +13,8 @@ regression, LightGBM with early stopping and naive Bayes, the ensemble's weights
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ def main() -> int:
     from leadml.config import load_config, override
 
     out = Path(tempfile.mkdtemp(prefix="leadml-bench-quality-"))
+    atexit.register(shutil.rmtree, out, True)  # models and data go at exit
     if args.only in (None, "bank"):
         if BANK.is_file():
             cfg = load_config(ROOT / "configs" / "bank_marketing.yaml")

@@ -17,8 +17,10 @@ temporary folder first (and says so).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,6 +77,7 @@ def _model_and_db(args: argparse.Namespace) -> tuple[str, str]:
     from leadml.workflow import run_training
 
     tmp = Path(tempfile.mkdtemp(prefix="leadml-bench-serve-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the small model and database go at exit
     url = f"sqlite:///{tmp / 'leads.db'}"
     print(
         f"no model/database at {args.model} / {args.db}: building a small one in {tmp}", flush=True

@@ -10,6 +10,8 @@ leadml's training run against a bare `lightgbm.train` of the chosen size on the 
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ def main() -> None:
     from leadml.workflow import fit_model, prepare
 
     tmp = Path(tempfile.mkdtemp(prefix="leadml-bench-train-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the generated database goes at exit
     url = args.db or f"sqlite:///{tmp / 'leads.db'}"
     t0 = time.perf_counter()
     if not args.db:

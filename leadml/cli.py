@@ -150,6 +150,11 @@ def train_cmd(
     cfg = _config(config)
     if regrade:
         cfg = override(cfg, grades__regrade=True)
+        if cfg.grades.mode != "quantile":
+            console.print_notes(
+                [f"--regrade changes nothing: grades.mode is {cfg.grades.mode!r}, whose "
+                 "thresholds come from the config (only quantile grades are kept across retrains)"]
+            )
     with console.progress_log() as log:
         result = run_training(
             cfg, url=db, output=output, log=log, track=not no_mlflow, config_path=str(config)
