@@ -152,8 +152,10 @@ def train_cmd(
         cfg = override(cfg, grades__regrade=True)
         if cfg.grades.mode != "quantile":
             console.print_notes(
-                [f"--regrade changes nothing: grades.mode is {cfg.grades.mode!r}, whose "
-                 "thresholds come from the config (only quantile grades are kept across retrains)"]
+                [
+                    f"--regrade changes nothing: grades.mode is {cfg.grades.mode!r}, whose "
+                    "thresholds come from the config (only quantile grades are kept across retrains)"
+                ]
             )
     with console.progress_log() as log:
         result = run_training(
