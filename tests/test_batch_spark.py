@@ -89,6 +89,32 @@ def test_spark_over_jdbc_matches_local(spark, pg_schema, frames, trained_bundle,
         _assert_same(_spark_scores(url, trained_bundle), expected)
 
 
+@pytest.mark.spark
+@pytest.mark.slow
+def test_scored_at_is_utc_whatever_the_driver_time_zone(
+    spark, tmp_path, small_db_url, trained_bundle
+):
+    """Spark returns timestamps in the driver's local time zone; scored_at never makes that
+    trip, so a driver in New York stores the same naive-UTC scored_at as the local engine."""
+    import os
+    import time
+
+    shutil.copy(small_db_url.removeprefix("sqlite:///"), tmp_path / "leads.db")
+    url = f"sqlite:///{tmp_path / 'leads.db'}"
+    before, zone = pd.Timestamp.now(tz="UTC").tz_localize(None), os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        _spark_scores(url, trained_bundle)
+    finally:
+        os.environ.pop("TZ") if zone is None else os.environ.update(TZ=zone)
+        time.tzset()
+    after = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    with engine_for(url).connect() as conn:
+        stamps = pd.to_datetime(pd.read_sql(f"SELECT scored_at FROM {SCORES}", conn)["scored_at"])
+    assert stamps.nunique() == 1 and before - pd.Timedelta(seconds=1) <= stamps.iloc[0] <= after
+
+
 # ---------------------------------------------------------------- the change ledger's inputs
 
 T1, T2 = pd.Timestamp("2026-06-05"), pd.Timestamp("2026-06-29")
@@ -212,13 +238,15 @@ def test_scores_come_back_cut_at_the_screened_pages_with_their_rejects():
     lead_id as the progress marker (also for a page whose every lead was refused), the as_of."""
     rows = iter([_row(1), _row(2), _row(7)])
     pages = [(3, _rejects(3)), (5, _rejects(4, 5)), (9, _rejects()), (None, _rejects(None))]
-    chunks = list(_by_page(rows, Screened(pages=pages), AS_OF))
+    scored_at = pd.Timestamp("2026-07-01 00:00:05")
+    chunks = list(_by_page(rows, Screened(pages=pages), AS_OF, scored_at))
     assert [c["lead_id"].tolist() if len(c) else [] for c in chunks] == [[1, 2], [], [7], []]
     assert [c.attrs["last_lead_id"] for c in chunks] == [3, 5, 9, None]
     assert [c.attrs["rejects"]["lead_id"].tolist() for c in chunks] == [[3], [4, 5], [], [None]]
     assert (chunks[0]["as_of"] == AS_OF).all() and "attributes" in chunks[0]
+    assert (chunks[0]["scored_at"] == scored_at).all()  # the run's, set on the driver
     with pytest.raises(ScoringError, match="lead_id 12"):
-        list(_by_page(iter([_row(12)]), Screened(pages=[(9, _rejects())]), AS_OF))
+        list(_by_page(iter([_row(12)]), Screened(pages=[(9, _rejects())]), AS_OF, scored_at))
 
 
 def test_jdbc_options_from_sqlalchemy_url():

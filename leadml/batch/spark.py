@@ -84,13 +84,13 @@ def spark_source(
             jdbc = is_postgres(plan.url)
             screened = screen_selection(plan, None if jdbc else staging)
             if not screened.good:  # nothing for Spark: only rejects (if any) to write
-                yield from _by_page(iter(()), screened, plan.as_of)
+                yield from _by_page(iter(()), screened, plan.as_of, plan.scored_at)
                 return
             spark, owned = spark_session(master, conf=conf, jdbc=jdbc)
             try:
                 leads, events = _inputs(spark, plan, staging, screened)
                 scored = _score_frames(spark, leads, events, plan)
-                yield from _by_page(_in_order(scored), screened, plan.as_of)
+                yield from _by_page(_in_order(scored), screened, plan.as_of, plan.scored_at)
             finally:
                 if owned:
                     spark.stop()
@@ -376,7 +376,7 @@ def _in_order(scored) -> Iterator[tuple]:
 
 
 def _by_page(
-    rows: Iterator[tuple], screened: Screened, as_of: pd.Timestamp
+    rows: Iterator[tuple], screened: Screened, as_of: pd.Timestamp, scored_at: pd.Timestamp
 ) -> Iterator[pd.DataFrame]:
     """The score rows cut where the screened pages end: each chunk with its page's rejects and
     last lead_id, so the writer commits a page's scores, rejects and progress marker together
@@ -387,14 +387,15 @@ def _by_page(
         while pending is not None and last is not None and pending[0] <= last:
             chunk.append(pending)
             pending = next(rows, None)
-        frame = _frame(chunk, as_of) if chunk else pd.DataFrame()
+        frame = _frame(chunk, as_of, scored_at) if chunk else pd.DataFrame()
         frame.attrs.update(rejects=rejects, last_lead_id=last)
         yield frame
     if pending is not None:
         raise ScoringError(f"lead_id {pending[0]}: scored by Spark past the screened selection")
 
 
-def _frame(rows: list[tuple], as_of: pd.Timestamp) -> pd.DataFrame:
+def _frame(rows: list[tuple], as_of: pd.Timestamp, scored_at: pd.Timestamp) -> pd.DataFrame:
+    """A chunk's score rows with the run's as_of and scored_at set here, on the driver: Spark
+    hands timestamps back to Python in the driver's local time zone, so neither makes the trip."""
     frame = pd.DataFrame.from_records(rows, columns=TASK_COLUMNS)
-    frame["scored_at"] = pd.to_datetime(frame["scored_at"])
-    return frame.assign(as_of=as_of)
+    return frame.assign(scored_at=scored_at, as_of=as_of)
