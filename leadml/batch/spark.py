@@ -184,11 +184,17 @@ def screen_selection(plan, staging: Path | None = None) -> Screened:
 
 def _integer_ids(leads: pd.DataFrame, plan) -> np.ndarray:
     if leads["lead_id"].dtype.kind not in "iu":
-        raise ScoringError(
-            f"table '{plan.leads_table}', column 'lead_id': the Spark engine needs integer ids "
-            f"(got {leads['lead_id'].dtype}); use --engine local"
-        )
+        raise _not_integer_ids(plan, leads["lead_id"].dtype)
     return leads["lead_id"].to_numpy(dtype="int64")
+
+
+def _not_integer_ids(plan, got: object = None) -> ScoringError:
+    """Spark buckets and orders leads by id: only integer ids (the one message for it)."""
+    shown = f" (got {got})" if got is not None else ""
+    return ScoringError(
+        f"table '{plan.leads_table}', column 'lead_id': the Spark engine needs integer ids"
+        f"{shown}; use --engine local"
+    )
 
 
 # ---------------------------------------------------------------- inputs
@@ -202,10 +208,7 @@ def _inputs(spark, plan, staging: Path, screened: Screened):
     else:
         leads, events = _parquet_inputs(spark, staging)
     if dict(leads.dtypes).get("lead_id") not in ("bigint", "int", "smallint"):
-        raise ScoringError(
-            f"table '{plan.leads_table}', column 'lead_id': the Spark engine needs integer ids "
-            f"(got {dict(leads.dtypes).get('lead_id')}); use --engine local"
-        )
+        raise _not_integer_ids(plan, dict(leads.dtypes).get("lead_id"))
     return leads, events
 
 
@@ -271,9 +274,7 @@ def _id_bounds(plan) -> tuple[int, int]:
     if low is None:
         return 0, 0
     if not isinstance(low, int):
-        raise ScoringError(
-            f"table '{plan.leads_table}', column 'lead_id': the Spark engine needs integer ids"
-        )
+        raise _not_integer_ids(plan)
     return int(low), int(high)
 
 
